@@ -1,0 +1,1 @@
+"""EfficientFormerV2 for mobile vision: model zoo, checkpoints, fast inference."""

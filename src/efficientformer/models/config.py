@@ -1,0 +1,198 @@
+"""Typed, frozen architecture configs: the only thing a model is built from."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NUM_STAGES = 4
+STAGE_STRIDES = (4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage: `depth` blocks of `width` channels; the last `num_attn` blocks add MHSA before the FFN.
+
+    Args:
+        depth: number of blocks in the stage.
+        width: channels of every block (and output channels of the downsample before it).
+        mlp_ratios: FFN expansion ratio of each block (hidden = int(width * ratio)); one per block.
+        num_attn: how many of the last blocks are attention + FFN blocks (stages 3 and 4 only).
+    """
+
+    depth: int
+    width: int
+    mlp_ratios: tuple[float, ...]
+    num_attn: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mlp_ratios", tuple(self.mlp_ratios))
+        if not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"StageConfig.depth must be a positive integer, got {self.depth!r}")
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"StageConfig.width must be a positive integer, got {self.width!r}")
+        if len(self.mlp_ratios) != self.depth:
+            raise ValueError(f"StageConfig.mlp_ratios has {len(self.mlp_ratios)} entries but depth is {self.depth}")
+        for ratio in self.mlp_ratios:
+            if not ratio > 0 or int(self.width * ratio) < 1:
+                raise ValueError(f"StageConfig.mlp_ratios entries must give at least one hidden channel, got {ratio!r}")
+        if not 0 <= self.num_attn <= self.depth:
+            raise ValueError(f"StageConfig.num_attn must be in [0, depth={self.depth}], got {self.num_attn}")
+
+    def is_attention_block(self, index: int) -> bool:
+        """Whether block `index` (0-based) of this stage carries MHSA (the last `num_attn` blocks do)."""
+        return index >= self.depth - self.num_attn
+
+    def hidden_width(self, index: int) -> int:
+        """FFN hidden channels of block `index`."""
+        return int(self.width * self.mlp_ratios[index])
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A whole EfficientFormerV2 network.
+
+    Args:
+        name: registry name, or a descriptive name for a searched architecture.
+        stages: the four stages (strides 4, 8, 16, 32).
+        num_classes: classifier outputs; 0 returns pooled features.
+        img_size: (height, width) the model is built for; an int means square. The relative-position
+            bias tables are sized from it.
+        in_chans: input channels.
+        distillation: add the distillation head `head_dist` (averaged with `head` at eval).
+        drop_path_rate: stochastic depth of the last block, linear from 0 over all blocks.
+        drop_rate: dropout before the heads.
+        layer_scale_init: initial value of the per-channel layer scales.
+        attn_heads, attn_key_dim, attn_ratio: MHSA of stages 3-4 (value dim = attn_ratio * key_dim).
+        down_attn: use dual-path attention downsampling between stages 3 and 4.
+        down_attn_key_dim, down_attn_ratio: its attention (it has `attn_heads` heads).
+    """
+
+    name: str
+    stages: tuple[StageConfig, ...]
+    num_classes: int = 1000
+    img_size: tuple[int, int] = (224, 224)
+    in_chans: int = 3
+    distillation: bool = True
+    drop_path_rate: float = 0.0
+    drop_rate: float = 0.0
+    layer_scale_init: float = 1e-5
+    attn_heads: int = 8
+    attn_key_dim: int = 32
+    attn_ratio: int = 4
+    down_attn: bool = True
+    down_attn_key_dim: int = 16
+    down_attn_ratio: int = 4
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        stages = tuple(s if isinstance(s, StageConfig) else StageConfig(**s) for s in self.stages)
+        object.__setattr__(self, "stages", stages)
+        size = self.img_size
+        size = (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
+        object.__setattr__(self, "img_size", size)
+        if len(stages) != NUM_STAGES:
+            raise ValueError(f"ModelConfig.stages must have {NUM_STAGES} entries, got {len(stages)}")
+        for index in (0, 1):
+            if stages[index].num_attn:
+                raise ValueError(f"ModelConfig.stages[{index}].num_attn must be 0: attention exists only in "
+                                 f"stages 3 and 4 (indices 2, 3)")
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"ModelConfig.img_size must be a positive int or (height, width), got {self.img_size!r}")
+        if self.num_classes < 0:
+            raise ValueError(f"ModelConfig.num_classes must be >= 0, got {self.num_classes}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"ModelConfig.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"ModelConfig.drop_rate must be in [0, 1), got {self.drop_rate}")
+        for name in ("attn_heads", "attn_key_dim", "attn_ratio", "down_attn_key_dim", "down_attn_ratio", "in_chans"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_img_size(self)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(s.width for s in self.stages)
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(s.depth for s in self.stages)
+
+    @property
+    def stage_grids(self) -> tuple[tuple[int, int], ...]:
+        """Token grid (rows, cols) of each stage: each stride-2 layer maps n to ceil(n/2)."""
+        return tuple((math.ceil(self.img_size[0] / s), math.ceil(self.img_size[1] / s)) for s in STAGE_STRIDES)
+
+    def replace(self, **overrides: Any) -> ModelConfig:
+        """A copy with some fields changed (validated again)."""
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown ModelConfig field(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        data = dataclasses.asdict(self)
+        data["img_size"] = list(self.img_size)
+        data["stages"] = [{**s, "mlp_ratios": list(s["mlp_ratios"])} for s in data["stages"]]
+        if not data["extra"]:
+            del data["extra"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of `to_dict`; an unknown key is an error that names it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig key(s): {', '.join(sorted(unknown))}")
+        stage_keys = {f.name for f in dataclasses.fields(StageConfig)}
+        stages = []
+        for index, stage in enumerate(data.get("stages", ())):
+            bad = set(stage) - stage_keys
+            if bad:
+                raise ValueError(f"unknown key(s) in stages[{index}]: {', '.join(sorted(bad))}")
+            stages.append(StageConfig(**stage))
+        return cls(**{**data, "stages": tuple(stages)})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | os.PathLike) -> ModelConfig:
+        """Parse JSON text, or read it from a file path."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            path = Path(text_or_path)
+            try:
+                text = path.read_text()
+            except OSError as error:
+                raise FileNotFoundError(f"cannot read model config {path}: {error}") from error
+            try:
+                return cls.from_dict(json.loads(text))
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"invalid model config in {path}: {error}") from error
+        return cls.from_dict(json.loads(text))
+
+
+def check_img_size(config: ModelConfig) -> None:
+    """Raise if the architecture cannot run at `config.img_size` (SPEC 2.5).
+
+    Stride attention in stage 3 halves the 1/16 grid and upsamples it x2 back, so with attention in
+    stage 3 the 1/16 grid ceil(H/16) x ceil(W/16) must be even: H mod 32 in {0} or [17, 31], same for W.
+    """
+    if config.stages[2].num_attn == 0:
+        return
+    rows, cols = config.stage_grids[2]
+    for dim, (size, grid) in zip(("height", "width"), ((config.img_size[0], rows), (config.img_size[1], cols))):
+        if grid % 2:
+            below = max(32, (size // 32) * 32)
+            raise ValueError(
+                f"img_size {dim} {size} is not supported: stride attention in stage 3 needs the 1/16 grid "
+                f"ceil({size}/16) = {grid} to be even, i.e. {dim} mod 32 must be 0 or in [17, 31] "
+                f"(multiples of 32 always work; nearest: {below} or {below + 32})")

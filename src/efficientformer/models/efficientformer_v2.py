@@ -1,0 +1,180 @@
+"""EfficientFormerV2 (Li et al., arXiv 2212.08059) built from a ModelConfig."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
+from efficientformer.models.config import STAGE_STRIDES, ModelConfig
+
+
+class Stage(nn.Module):
+    """An optional downsample (identity for stage 1) followed by the stage's blocks."""
+
+    def __init__(self, downsample: nn.Module, blocks: list[Block]) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+class EfficientFormerV2(nn.Module):
+    """The network: stem -> 4 stages -> BN -> global average pool -> class head (+ distillation head).
+
+    Args:
+        config: the architecture.
+        features_only: build the backbone only; `forward` returns the 4 stage maps (strides 4/8/16/32)
+            and `feature_info` describes them.
+    """
+
+    def __init__(self, config: ModelConfig, features_only: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.features_only = features_only
+        self.num_classes = config.num_classes
+        self.distilled_training = False
+        self.head_folded = False
+        widths = config.widths
+        grids = config.stage_grids
+        total_blocks = sum(config.depths)
+        drop_rates = [config.drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
+
+        self.stem = Stem(config.in_chans, widths[0])
+        stages = []
+        block_index = 0
+        for stage_index, stage in enumerate(config.stages):
+            if stage_index == 0:
+                downsample: nn.Module = nn.Identity()
+            else:
+                attn = None
+                if stage_index == 3 and config.down_attn:
+                    attn = Attention2dDownsample(widths[2], widths[3], grids[2], num_heads=config.attn_heads,
+                                                 key_dim=config.down_attn_key_dim, attn_ratio=config.down_attn_ratio)
+                downsample = Downsample(widths[stage_index - 1], widths[stage_index], attn)
+            blocks = []
+            for index in range(stage.depth):
+                mixer = None
+                if stage.is_attention_block(index):
+                    mixer = Attention2d(stage.width, grids[stage_index], num_heads=config.attn_heads,
+                                        key_dim=config.attn_key_dim, attn_ratio=config.attn_ratio,
+                                        stride=2 if stage_index == 2 else 1)
+                blocks.append(Block(stage.width, Mlp(stage.width, stage.hidden_width(index)), mixer,
+                                    drop_path=drop_rates[block_index], layer_scale_init=config.layer_scale_init))
+                block_index += 1
+            stages.append(Stage(downsample, blocks))
+        self.stages = nn.Sequential(*stages)
+        self.feature_info = [
+            {"num_chs": widths[i], "reduction": STAGE_STRIDES[i], "module": f"stages.{i}"} for i in range(4)
+        ]
+        self.num_features = widths[-1]
+        if not features_only:
+            self.norm = nn.BatchNorm2d(widths[-1])
+            self.head_drop = nn.Dropout(config.drop_rate)
+            self.head = self._make_head(config.num_classes)
+            self.head_dist = self._make_head(config.num_classes) if config.distillation else None
+        self._needs_grid_check = any(s.num_attn for s in config.stages) or config.down_attn
+
+    def _make_head(self, num_classes: int) -> nn.Module:
+        if num_classes == 0:
+            return nn.Identity()
+        head = nn.Linear(self.num_features, num_classes)
+        nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+        return head
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.config.in_chans:
+            raise ValueError(f"expected input of shape (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
+        if self._needs_grid_check:
+            height, width = x.shape[-2:]
+            grid = (-(-height // 16), -(-width // 16))
+            if grid != self.config.stage_grids[2]:
+                h, w = self.config.img_size
+                raise ValueError(
+                    f"input {height}x{width} does not match this model: its attention bias tables were built for "
+                    f"img_size {h}x{w} (1/16 grid {self.config.stage_grids[2]}, got {grid}). Create the model "
+                    f"with img_size=({height}, {width}); load_checkpoint resamples trained tables to it.")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> last stage map (B, C4, H/32, W/32)."""
+        self._check_input(x)
+        return self.stages(self.stem(x))
+
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each of the 4 stages (strides 4, 8, 16, 32)."""
+        self._check_input(x)
+        x = self.stem(x)
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False, return_both: bool = False):
+        """Pool and classify a (B, C4, h, w) map.
+
+        Args:
+            pre_logits: return the pooled, normalised features (B, C4).
+            return_both: return (class logits, distillation logits) instead of their average.
+        """
+        if self.features_only:
+            raise RuntimeError("this model was built with features_only=True and has no head")
+        if pre_logits and self.head_folded:
+            raise RuntimeError("pre_logits is unavailable on a fused model: its final norm is folded into the head")
+        x = self.norm(x).mean(dim=(2, 3))  # (B, C4)
+        x = self.head_drop(x)
+        if pre_logits:
+            return x
+        logits = self.head(x)
+        if self.head_dist is None:
+            return (logits, logits) if return_both else logits
+        logits_dist = self.head_dist(x)
+        if return_both or (self.distilled_training and self.training):
+            return logits, logits_dist
+        return (logits + logits_dist) / 2
+
+    def forward(self, x: torch.Tensor):
+        if self.features_only:
+            return self.forward_intermediates(x)
+        return self.forward_head(self.forward_features(x))
+
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """While training, return (class logits, distillation logits) from `forward` (hard distillation)."""
+        self.distilled_training = enable
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace both heads with fresh ones for `num_classes` outputs (0 = pooled features)."""
+        if self.features_only:
+            raise RuntimeError("this model was built with features_only=True and has no head")
+        device = self.norm.weight.device
+        self.config = self.config.replace(num_classes=num_classes)
+        self.num_classes = num_classes
+        self.head = self._make_head(num_classes).to(device)
+        self.head_dist = self._make_head(num_classes).to(device) if self.config.distillation else None
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters that should not be weight-decayed: bias tables (norms/biases/scales go by shape)."""
+        return {name for name, _ in self.named_parameters() if name.endswith("attention_biases")}
+
+    def fuse(self) -> EfficientFormerV2:
+        """Inference only (children already fused): fold the final BN into the heads and average them."""
+        if self.features_only or self.num_classes == 0:
+            return self
+        bn = self.norm
+        with torch.no_grad():
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C4,)
+            shift = bn.bias - bn.running_mean * scale
+            heads = [self.head] if self.head_dist is None else [self.head, self.head_dist]
+            weight = sum(h.weight for h in heads) / len(heads)  # (classes, C4)
+            bias = sum(h.bias for h in heads) / len(heads)
+            merged = nn.Linear(self.num_features, self.num_classes, device=weight.device, dtype=weight.dtype)
+            merged.weight.copy_(weight * scale)
+            merged.bias.copy_(bias + weight @ shift)
+        self.norm = nn.Identity()
+        self.head = merged
+        self.head_dist = None
+        self.head_folded = True
+        return self

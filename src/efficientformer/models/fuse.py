@@ -1,0 +1,38 @@
+"""Inference fast path: fold every BN, layer scale and softmax scale into convs, freeze attention biases."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def _fuse_tree(module: nn.Module) -> nn.Module:
+    """Bottom-up walk: fuse the children first, then call the module's own `fuse()` if it has one."""
+    for name, child in list(module.named_children()):
+        if child is not None:
+            setattr(module, name, _fuse_tree(child))
+    fuse = getattr(module, "fuse", None)
+    return fuse() if callable(fuse) else module
+
+
+def fuse(model: nn.Module, channels_last: bool = False) -> nn.Module:
+    """An inference-only copy of `model` with the same eval-mode outputs and fewer, cheaper ops.
+
+    BatchNorms are folded into the convs before them (and the final one into the linear heads,
+    which are averaged into one), layer scales into the last conv of their branch, the attention
+    scale into the query projection; relative-position biases become constant buffers. The input
+    model is not modified.
+
+    Args:
+        model: an EfficientFormerV2 (or any module whose parts expose `.fuse()`).
+        channels_last: convert weights to channels-last memory format (feed channels-last inputs).
+    """
+    fused = copy.deepcopy(model).eval()
+    fused = _fuse_tree(fused)
+    for parameter in fused.parameters():
+        parameter.requires_grad_(False)
+    if channels_last:
+        fused = fused.to(memory_format=torch.channels_last)
+    return fused
