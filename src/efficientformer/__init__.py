@@ -1,1 +1,23 @@
-"""EfficientFormerV2 for mobile vision: model zoo, checkpoints, fast inference."""
+"""EfficientFormerV2 for mobile vision: model zoo, checkpoint conversion, fast inference."""
+
+from efficientformer.factory import convert_checkpoint, create_model, infer_config, load_model
+from efficientformer.models import EfficientFormerV2, ModelConfig, StageConfig, fuse, list_models
+from efficientformer.weights.checkpoint import CheckpointError, LoadReport, load_checkpoint, save_checkpoint
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "EfficientFormerV2",
+    "LoadReport",
+    "ModelConfig",
+    "StageConfig",
+    "convert_checkpoint",
+    "create_model",
+    "fuse",
+    "infer_config",
+    "list_models",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+]

@@ -1,0 +1,155 @@
+"""Compose architectures and weights: create_model, load_model, convert_checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from efficientformer.models import registry
+from efficientformer.models.config import ModelConfig
+from efficientformer.models.efficientformer_v2 import EfficientFormerV2
+from efficientformer.weights.checkpoint import (
+    HEAD_PREFIXES,
+    Checkpoint,
+    CheckpointError,
+    attention_grids,
+    config_metadata,
+    load_checkpoint,
+    read_checkpoint,
+    write_state_dict,
+)
+from efficientformer.weights.convert import LAYOUTS, bias_table_grids
+
+
+def resolve_config(name_or_config: str | os.PathLike | ModelConfig) -> ModelConfig:
+    """A registered name (or short alias like 's0'), a ModelConfig, or a path to a ModelConfig JSON file."""
+    if isinstance(name_or_config, ModelConfig):
+        return name_or_config
+    text = str(name_or_config)
+    if text.endswith(".json") or os.sep in text:
+        return ModelConfig.from_json(Path(text))
+    return registry.get(text)
+
+
+def create_model(name_or_config: str | os.PathLike | ModelConfig, *, pretrained: str | os.PathLike | bool | None = None,
+                 num_classes: int | None = None, img_size: int | tuple[int, int] | None = None,
+                 features_only: bool = False, device: str | torch.device | None = None,
+                 **overrides) -> EfficientFormerV2:
+    """Build a model from a registered name, a config or a config JSON, optionally with weights.
+
+    Args:
+        pretrained: a weight tag from `efficientformer list`, True for the model's default tag, or a
+            local checkpoint path (official, timm or ours). The tag is downloaded once into the cache.
+            With a different `num_classes` than the weights, the heads are left freshly initialised.
+        num_classes, img_size: override the config (bias tables are resampled to `img_size`).
+        features_only: return the 4 stage maps instead of logits.
+        overrides: any other ModelConfig field (drop_path_rate, distillation, ...).
+    """
+    config = resolve_config(name_or_config)
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    if img_size is not None:
+        overrides["img_size"] = img_size
+    if overrides:
+        config = config.replace(**overrides)
+    model = EfficientFormerV2(config, features_only=features_only)
+    if pretrained not in (None, False):
+        checkpoint = read_checkpoint(_weights_path(pretrained, config))
+        head = checkpoint.state_dict.get("head.weight")
+        skip_head = head is None and config.num_classes > 0 or head is not None and head.shape[0] != config.num_classes
+        load_checkpoint(model, checkpoint, strict=True, skip_head=skip_head)
+    if device is not None:
+        model = model.to(device)
+    return model
+
+
+def _weights_path(pretrained: str | os.PathLike | bool, config: ModelConfig) -> Path:
+    from efficientformer.weights.download import resolve_weights
+    from efficientformer.weights.zoo import WEIGHTS, default_weights
+
+    if pretrained is True:
+        pretrained = default_weights(config.name).tag
+    tag = str(pretrained)
+    if tag in WEIGHTS and WEIGHTS[tag].model != config.name:
+        raise ValueError(f"weights {tag!r} are for {WEIGHTS[tag].model}, not {config.name}")
+    return resolve_weights(tag)
+
+
+def infer_config(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
+    """The registered architecture whose parameter shapes match an our-layout state dict.
+
+    The class count comes from the head, the resolution from the stage-4 bias table (square).
+    """
+    head = state_dict.get("head.weight")
+    overrides = {"num_classes": 0 if head is None else head.shape[0],
+                 "distillation": "head_dist.weight" in state_dict}
+    grids = bias_table_grids({k: v for k, v in state_dict.items() if k.startswith("stages.3.downsample.")})
+    if grids:
+        rows, cols = next(iter(grids.values()))
+        overrides["img_size"] = (rows * 16, cols * 16)
+    wanted = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith("attention_bias_idxs")}
+    for name in registry.list_models(include_hidden=True):
+        try:
+            config = registry.get(name).replace(**overrides)
+        except ValueError:
+            continue
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in EfficientFormerV2(config).state_dict().items()}
+        if shapes == wanted:
+            return config
+    raise CheckpointError("the checkpoint matches none of the registered architectures "
+                          f"({', '.join(registry.list_models())}); pass the model name or a config")
+
+
+def _config_of(checkpoint: Checkpoint, model: str | ModelConfig | None) -> ModelConfig:
+    if model is not None:
+        config = resolve_config(model)
+        head = checkpoint.state_dict.get("head.weight")
+        if head is not None and head.shape[0] != config.num_classes:
+            config = config.replace(num_classes=head.shape[0])
+        return config
+    return checkpoint.config or infer_config(checkpoint.state_dict)
+
+
+def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = None,
+               device: str | torch.device | None = None) -> EfficientFormerV2:
+    """Rebuild the right model from a checkpoint file alone and load it strictly; returned in eval mode.
+
+    Args:
+        model: the architecture, needed only when the file has no config and matches no registered one.
+    """
+    checkpoint = read_checkpoint(path)
+    net = EfficientFormerV2(_config_of(checkpoint, model), features_only=checkpoint.features_only)
+    load_checkpoint(net, checkpoint, strict=True)
+    if device is not None:
+        net = net.to(device)
+    return net.eval()
+
+
+def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike, to: str = "ours",
+                       model: str | ModelConfig | None = None) -> tuple[str, str]:
+    """Rewrite a checkpoint in another layout; every tensor is copied bit-exactly.
+
+    Args:
+        to: 'ours' (safetensors + config), 'timm' (safetensors, timm names) or 'official' ({'model': ...} .pth).
+        model: the architecture when the file has none and it cannot be inferred.
+
+    Returns:
+        (source layout, destination layout).
+    """
+    if to not in LAYOUTS:
+        raise ValueError(f"--to must be one of {', '.join(LAYOUTS)}, got {to!r}")
+    checkpoint = read_checkpoint(source)
+    metadata = None
+    grids = None
+    if to == "ours":
+        metadata = config_metadata(_config_of(checkpoint, model), checkpoint.features_only)
+    elif to == "official" and checkpoint.config is not None:
+        grids = attention_grids(checkpoint.config)
+    write_state_dict(checkpoint.state_dict, destination, to, metadata, grids=grids)
+    return checkpoint.layout, to
+
+
+__all__ = ["HEAD_PREFIXES", "convert_checkpoint", "create_model", "infer_config", "load_model", "resolve_config"]
