@@ -5,8 +5,6 @@ load with an identity key map.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -57,7 +55,20 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(x)))
 
 
-class Attention2d(RelPosBias):
+class _ScaledAttention(RelPosBias):
+    """Shared by both attentions: the softmax scale, which `fuse()` folds into the query projection."""
+
+    scale: float
+
+    def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits if self.scale == 1.0 else logits * self.scale
+
+    def _fold_scale(self, query_conv: nn.Conv2d) -> None:
+        _fold_scale_into_conv(query_conv, torch.tensor(self.scale))
+        self.scale = 1.0
+
+
+class Attention2d(_ScaledAttention):
     """MHSA with talking heads, local value injection and a learned relative-position bias (SPEC 1.5).
 
     With `stride=2` (stage 3) the input is first reduced by a depthwise stride-2 ConvNorm and the
@@ -114,7 +125,7 @@ class Attention2d(RelPosBias):
         v = self.v(x)
         v_local = self.v_local(v)
         v = v.reshape(batch, self.num_heads, self.value_dim, tokens).transpose(2, 3)  # (B, h, N, d)
-        attn = torch.matmul(q, k) * self.scale + self.get_attention_biases()  # (B, h, N, N)
+        attn = self._scaled(torch.matmul(q, k)) + self.get_attention_biases()  # (B, h, N, N)
         attn = self.talking_head1(attn).softmax(dim=-1)
         attn = self.talking_head2(attn)
         out = torch.matmul(attn, v).transpose(2, 3)  # (B, h, d, N)
@@ -125,8 +136,7 @@ class Attention2d(RelPosBias):
 
     def fuse(self) -> Attention2d:
         """Inference only (children already fused): fold the softmax scale into q, freeze the bias."""
-        _fold_scale_into_conv(self.q, torch.tensor(self.scale))
-        self.scale = 1.0
+        self._fold_scale(self.q)
         self.freeze_attention_biases()
         return self
 
@@ -144,7 +154,7 @@ class LocalGlobalQuery(nn.Module):
         return self.proj(self.local(x) + self.pool(x))
 
 
-class Attention2dDownsample(RelPosBias):
+class Attention2dDownsample(_ScaledAttention):
     """The attention path of dual-path downsampling: queries on the half grid attend to the full grid (SPEC 1.7)."""
 
     def __init__(self, dim: int, out_dim: int, grid: tuple[int, int], num_heads: int = 8, key_dim: int = 16,
@@ -176,15 +186,14 @@ class Attention2dDownsample(RelPosBias):
         v = self.v(x)
         v_local = self.v_local(v)
         v = v.reshape(batch, self.num_heads, self.value_dim, tokens).transpose(2, 3)  # (B, h, Nk, d)
-        attn = (torch.matmul(q, k) * self.scale + self.get_attention_biases()).softmax(dim=-1)  # (B, h, Nq, Nk)
+        attn = (self._scaled(torch.matmul(q, k)) + self.get_attention_biases()).softmax(dim=-1)  # (B, h, Nq, Nk)
         out = torch.matmul(attn, v).transpose(2, 3)  # (B, h, d, Nq)
         out = out.reshape(batch, self.num_heads * self.value_dim, q_rows, q_cols) + v_local
         return self.proj(self.act(out))
 
     def fuse(self) -> Attention2dDownsample:
         """Inference only (children already fused): fold the softmax scale into the query, freeze the bias."""
-        _fold_scale_into_conv(self.q.proj, torch.tensor(self.scale))
-        self.scale = 1.0
+        self._fold_scale(self.q.proj)
         self.freeze_attention_biases()
         return self
 
@@ -234,7 +243,3 @@ class Block(nn.Module):
         self.drop_path2 = nn.Identity()
         return self
 
-
-def stride_attention_grid(grid: tuple[int, int]) -> tuple[int, int]:
-    """Grid seen by the bias table of a stride-2 attention on `grid`."""
-    return (math.ceil(grid[0] / 2), math.ceil(grid[1] / 2))

@@ -17,7 +17,7 @@ def _fuse_tree(module: nn.Module) -> nn.Module:
     return fuse() if callable(fuse) else module
 
 
-def fuse(model: nn.Module, channels_last: bool = False) -> nn.Module:
+def fuse(model: nn.Module, channels_last: bool = False, compile: bool = False) -> nn.Module:
     """An inference-only copy of `model` with the same eval-mode outputs and fewer, cheaper ops.
 
     BatchNorms are folded into the convs before them (and the final one into the linear heads,
@@ -28,6 +28,8 @@ def fuse(model: nn.Module, channels_last: bool = False) -> nn.Module:
     Args:
         model: an EfficientFormerV2 (or any module whose parts expose `.fuse()`).
         channels_last: convert weights to channels-last memory format (feed channels-last inputs).
+        compile: wrap the result in `torch.compile` (inductor, with weight freezing); the first
+            call compiles (tens of seconds on CPU), later calls are fast. Input shapes are static.
     """
     fused = copy.deepcopy(model).eval()
     fused = _fuse_tree(fused)
@@ -35,4 +37,6 @@ def fuse(model: nn.Module, channels_last: bool = False) -> nn.Module:
         parameter.requires_grad_(False)
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
+    if compile:
+        return torch.compile(fused, options={"freezing": True})
     return fused
