@@ -21,6 +21,8 @@ from efficientformer.weights.checkpoint import (
     write_state_dict,
 )
 from efficientformer.weights.convert import LAYOUTS, bias_table_grids
+from efficientformer.weights.download import resolve_weights
+from efficientformer.weights.zoo import WEIGHTS, default_weights
 
 
 def resolve_config(name_or_config: str | os.PathLike | ModelConfig) -> ModelConfig:
@@ -66,9 +68,6 @@ def create_model(name_or_config: str | os.PathLike | ModelConfig, *, pretrained:
 
 
 def _weights_path(pretrained: str | os.PathLike | bool, config: ModelConfig) -> Path:
-    from efficientformer.weights.download import resolve_weights
-    from efficientformer.weights.zoo import WEIGHTS, default_weights
-
     if pretrained is True:
         pretrained = default_weights(config.name).tag
     tag = str(pretrained)
