@@ -1,0 +1,93 @@
+"""The `efficientformer` command line: a table of commands, each a thin module over a library call.
+
+A command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`; add it
+to COMMANDS and it appears in `efficientformer -h`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from efficientformer.weights.checkpoint import CheckpointError
+
+COMMANDS: dict[str, str] = {
+    "list": "efficientformer.cli.list_models",
+    "info": "efficientformer.cli.info",
+    "convert": "efficientformer.cli.convert",
+    "predict": "efficientformer.cli.predict",
+}
+
+# Library errors shown as one red line (exit code 2); anything else is a bug and keeps its traceback.
+USER_ERRORS = (CheckpointError, ValueError, KeyError, FileNotFoundError, OSError, RuntimeError)
+
+# Piped output is read by people too (logs, CI): give tables room instead of the 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def print_json(data: Any) -> None:
+    """Write `data` to stdout as plain JSON (no colours or wrapping, safe to pipe)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def warn(message: str) -> None:
+    """A yellow warning line on stderr."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per entry of COMMANDS."""
+    from efficientformer import __version__
+
+    parser = argparse.ArgumentParser(prog="efficientformer",
+                                     description="EfficientFormerV2: model zoo, checkpoint conversion, inference.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error) or type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the process exit code (0 ok, 2 usage or input error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        err_console.print(f"[bold red]error:[/] [red]{escape(_message(error))}[/]", soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/]")
+        return 130
+
+
+__all__ = ["COMMANDS", "build_parser", "console", "err_console", "main", "print_json", "warn"]

@@ -1,0 +1,49 @@
+"""`efficientformer predict [IMAGES...]`: top-k classes of image files."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from efficientformer.cli import console, print_json, warn
+from efficientformer.data.preprocess import DEFAULT_CROP_PCT, sample_image_path
+from efficientformer.predict import predict, prepare_model
+
+HELP = "Classify images (default: the bundled cat photo) and print the top-k classes."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: the bundled sample photo)")
+    parser.add_argument("--model", default=None, help="registry name, alias (s0) or config JSON; optional with a "
+                                                      "checkpoint file that says which model it is")
+    parser.add_argument("--weights", default=None, help="checkpoint file (any layout) or weight tag from "
+                                                        "`efficientformer list`; without it the weights are random")
+    parser.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
+    parser.add_argument("--crop-pct", type=float, default=DEFAULT_CROP_PCT, help="eval centre-crop fraction")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    model, pretrained = prepare_model(args.model, args.weights, device=args.device)
+    if not pretrained:
+        warn(f"no --weights given: {model.config.name} has random weights, so these predictions are meaningless")
+    images = args.images or [str(sample_image_path())]
+    results = predict(model, images, topk=args.topk, crop_pct=args.crop_pct)
+    if args.json:
+        print_json([{"image": image, "model": model.config.name, "pretrained": pretrained,
+                     "predictions": [p._asdict() for p in predictions]}
+                    for image, predictions in zip(images, results)])
+        return 0
+    for image, predictions in zip(images, results):
+        console.print(f"[bold]{image}[/] ({model.config.name})", highlight=False, soft_wrap=True)
+        table = Table()
+        table.add_column("rank", justify="right")
+        table.add_column("class", justify="right")
+        table.add_column("name")
+        table.add_column("prob", justify="right")
+        for rank, prediction in enumerate(predictions, 1):
+            table.add_row(str(rank), str(prediction.index), prediction.name, f"{100 * prediction.prob:.2f}%")
+        console.print(table)
+    return 0
