@@ -24,6 +24,7 @@ def test_fuse_removes_norms_and_scales(tiny_model):
     kinds = {type(m) for m in fused.modules()}
     assert nn.BatchNorm2d not in kinds
     assert not any(type(m).__name__ in ("LayerScale2d", "DropPath", "ConvNorm", "ConvNormAct") for m in fused.modules())
+    assert not any(isinstance(m, nn.Dropout) for m in fused.modules())
     assert not any(n.endswith("attention_biases") for n, _ in fused.named_parameters())
     assert fused.head_dist is None
 
@@ -64,3 +65,16 @@ def test_fused_pre_logits_is_refused(tiny_model):
     fused = efficientformer.fuse(tiny_model)
     with pytest.raises(RuntimeError, match="pre_logits"):
         fused.forward_head(torch.zeros(1, 32, 2, 2), pre_logits=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["efficientformerv2_s0", "efficientformerv2_l"])
+def test_compiled_fused_model_parity(name):
+    """torch.compile (inductor, freezing) of the fused channels-last model: same logits. Compiling takes ~1 min."""
+    model = randomize_(efficientformer.create_model(name)).eval()
+    x = sample_input(2, 224, 224)
+    compiled = efficientformer.fuse(model, channels_last=True, compile=True)
+    with torch.no_grad():
+        expected = model(x)
+        for _ in range(2):  # the first call compiles, the second runs the cached graph
+            assert (compiled(x.contiguous(memory_format=torch.channels_last)) - expected).abs().max().item() <= 1e-4

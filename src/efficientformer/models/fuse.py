@@ -9,7 +9,12 @@ from torch import nn
 
 
 def _fuse_tree(module: nn.Module) -> nn.Module:
-    """Bottom-up walk: fuse the children first, then call the module's own `fuse()` if it has one."""
+    """Bottom-up walk: fuse the children first, then call the module's own `fuse()` if it has one.
+
+    Dropout is an identity at inference and becomes nn.Identity.
+    """
+    if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+        return nn.Identity()
     for name, child in list(module.named_children()):
         if child is not None:
             setattr(module, name, _fuse_tree(child))
@@ -20,7 +25,7 @@ def _fuse_tree(module: nn.Module) -> nn.Module:
 def fuse(model: nn.Module, channels_last: bool = False, compile: bool = False) -> nn.Module:
     """An inference-only copy of `model` with the same eval-mode outputs and fewer, cheaper ops.
 
-    BatchNorms are folded into the convs before them (and the final one into the linear heads,
+    Dropouts are removed, BatchNorms are folded into the convs before them (and the final one into the linear heads,
     which are averaged into one), layer scales into the last conv of their branch, the attention
     scale into the query projection; relative-position biases become constant buffers. The input
     model is not modified.
