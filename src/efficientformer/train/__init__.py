@@ -1,0 +1,8 @@
+"""Training: recipes, losses and optimisation of the paper's recipe (SPEC 4)."""
+
+from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
+from efficientformer.train.optim import CosineSchedule, adaptive_clip_grad_, create_optimizer, param_groups
+from efficientformer.train.recipes import RECIPES, TrainRecipe, get_recipe
+
+__all__ = ["RECIPES", "CosineSchedule", "DistillationLoss", "SoftTargetCrossEntropy", "TrainRecipe",
+           "adaptive_clip_grad_", "create_optimizer", "get_recipe", "param_groups"]

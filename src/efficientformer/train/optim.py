@@ -1,0 +1,120 @@
+"""Optimisation pieces of the paper's recipe (SPEC 4): parameter groups, AdamW, warm-up + cosine, AGC.
+
+Weight decay: every 1-D parameter (BatchNorm affine, biases, layer scales of shape (C,)) and every
+name in `model.no_weight_decay()` (the relative-position bias tables) is exempt; everything else
+(conv and linear weights, talking-head weights) is decayed. This is timm's choice for this model;
+the official run also decayed the (C,1,1) layer scales and the 2-D bias tables (SPEC 4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: decayed weights, and the exempt parameters with weight_decay 0.
+
+    Frozen parameters (requires_grad False) are left out.
+    """
+    no_decay_names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim <= 1 or name.endswith(".bias") or name in no_decay_names
+        (no_decay if exempt else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay, "group": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "group": "no_decay"}]
+
+
+def scaled_lr(lr_base: float, global_batch: int, lr_base_batch: int = 1024) -> float:
+    """The linear scaling rule: `lr_base` is the rate for `lr_base_batch` images per step (SPEC 4)."""
+    if global_batch < 1:
+        raise ValueError(f"global batch size must be positive, got {global_batch}")
+    return lr_base * global_batch / lr_base_batch
+
+
+def create_optimizer(model: nn.Module, lr: float, weight_decay: float, eps: float = 1e-8,
+                     betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW over `param_groups(model, weight_decay)`."""
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, eps=eps, betas=betas)
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    """Linear warm-up from `warmup_lr` to `lr`, then cosine decay to `min_lr` at `epochs` (SPEC 4).
+
+    The schedule is a pure function of the (possibly fractional) epoch, so it needs no state to
+    resume. As in DeiT/timm, the cosine runs over all `epochs` counted from 0 (the warm-up is not
+    a prefix), and the official recipe steps it once per epoch (`per_step=False`).
+    """
+
+    lr: float
+    epochs: int
+    warmup_epochs: float = 5
+    warmup_lr: float = 1e-5
+    min_lr: float = 1e-5
+    per_step: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"schedule epochs must be >= 1, got {self.epochs}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+
+    def lr_at(self, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+        """Learning rate for `step` (0-based) of `epoch` (0-based)."""
+        t = epoch + (step / steps_per_epoch if self.per_step else 0.0)
+        if t < self.warmup_epochs:
+            return self.warmup_lr + (self.lr - self.warmup_lr) * t / self.warmup_epochs
+        t = min(t, self.epochs)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t / self.epochs))
+
+    def apply(self, optimizer: torch.optim.Optimizer, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+        """Set every group's lr for this step; returns it."""
+        lr = self.lr_at(epoch, step, steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+
+def _unitwise_norm(x: torch.Tensor) -> torch.Tensor:
+    """Norm per output unit: whole-tensor for scalars/vectors, over all but dim 0 otherwise (keepdim)."""
+    if x.ndim <= 1:
+        return x.norm(2)
+    return x.norm(2, dim=tuple(range(1, x.ndim)), keepdim=True)  # (out, 1, ...)
+
+
+@torch.no_grad()
+def adaptive_clip_grad_(parameters: Iterable[torch.Tensor], clip_factor: float = 0.01, eps: float = 1e-3) -> None:
+    """Adaptive gradient clipping (Brock et al. 2021), the authors' `--clip-mode agc --clip-grad 0.01`.
+
+    Each unit's gradient is scaled down to at most `clip_factor * max(||w||, eps)` of its weight's
+    norm; units under the bound are untouched.
+    """
+    for param in parameters:
+        if param.grad is None:
+            continue
+        max_norm = _unitwise_norm(param).clamp_(min=eps).mul_(clip_factor)
+        grad_norm = _unitwise_norm(param.grad)
+        clipped = param.grad * (max_norm / grad_norm.clamp(min=1e-6))
+        param.grad.copy_(torch.where(grad_norm < max_norm, param.grad, clipped))
+
+
+def clip_gradients_(parameters: Iterable[torch.Tensor], mode: str, value: float) -> None:
+    """Clip in place: mode 'agc' (factor), 'norm' (global L2 norm) or 'none'."""
+    if mode == "agc":
+        adaptive_clip_grad_(parameters, value)
+    elif mode == "norm":
+        torch.nn.utils.clip_grad_norm_(list(parameters), value)
+    elif mode != "none":
+        raise ValueError(f"clip mode must be 'agc', 'norm' or 'none', got {mode!r}")
+
+
+__all__ = ["CosineSchedule", "adaptive_clip_grad_", "clip_gradients_", "create_optimizer", "param_groups",
+           "scaled_lr"]
