@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "info": "efficientformer.cli.info",
     "convert": "efficientformer.cli.convert",
     "predict": "efficientformer.cli.predict",
+    "train": "efficientformer.cli.train",
 }
 
 # Library errors shown as one red line (exit code 2); anything else is a bug and keeps its traceback.

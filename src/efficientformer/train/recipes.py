@@ -152,7 +152,7 @@ FINETUNE = TrainRecipe(
 # The embedded default run (`efficientformer train` with no arguments): small images, a few minutes
 # on 2 CPU cores. No augmentation that a tiny dataset cannot afford; per-step schedule.
 DEFAULT = TrainRecipe(
-    name="default", epochs=15, batch_size=64, lr_base=2e-3, lr_base_batch=64, min_lr=1e-5, warmup_epochs=1,
+    name="default", epochs=10, batch_size=64, lr_base=2e-3, lr_base_batch=64, min_lr=1e-5, warmup_epochs=1,
     warmup_lr=1e-4, lr_per_step=True, weight_decay=0.05, clip_mode="norm", clip_grad=5.0, img_size=64,
     crop_pct=1.0, scale=(0.6, 1.0), hflip=0.0, rand_augment="", reprob=0.0, mixup=0.0, cutmix=0.0,
     smoothing=0.1, repeated_aug=1, distillation="none", ema=False)

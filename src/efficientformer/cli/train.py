@@ -1,0 +1,71 @@
+"""`efficientformer train`: train a model; with no arguments, the embedded default run on the digits dataset."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from efficientformer.cli import console
+from efficientformer.train.job import TrainJob, run_training
+from efficientformer.train.recipes import RECIPES, TrainRecipe, get_recipe
+
+HELP = "Train a model (no arguments: S0 on the embedded digits dataset, a few minutes on a CPU)."
+
+# Recipe fields exposed as flags (--epochs, --batch-size, ...); any other goes through --set key=value.
+_RECIPE_FLAGS = ("epochs", "batch_size", "lr_base", "weight_decay", "img_size", "warmup_epochs", "smoothing",
+                 "seed", "amp", "clip_mode", "clip_grad")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None, help="training images (folder of class folders); "
+                                                     "default: the embedded digits dataset")
+    parser.add_argument("--model", default="efficientformerv2_s0", help="registry name, alias or config JSON")
+    parser.add_argument("--recipe", default="default", choices=sorted(RECIPES), help="hyper-parameter recipe")
+    parser.add_argument("--output", default="runs/default", help="run directory (everything is written there)")
+    parser.add_argument("--pretrained", default=None, help="weight tag or checkpoint to start from")
+    parser.add_argument("--resume", default=None, help="'auto' (newest state in --output) or a state file")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--workers", type=int, default=0, help="data loading processes")
+    parser.add_argument("--checkpoint-every", type=int, default=0, help="also save a state every N steps")
+    parser.add_argument("--keep-last", type=int, default=2, help="resumable states to keep")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
+    fields = {f.name: f for f in dataclasses.fields(TrainRecipe)}
+    for name in _RECIPE_FLAGS:
+        kind = type(getattr(TrainRecipe(), name))
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+                            help=f"override the recipe's {fields[name].name}")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any other recipe field (JSON value), e.g. --set mixup=0.2")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    changes = {name: getattr(args, name) for name in _RECIPE_FLAGS if getattr(args, name) is not None}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+    return changes
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = get_recipe(args.recipe)
+    changes = _overrides(args)
+    if changes:
+        recipe = recipe.replace(**changes)
+    job = TrainJob(output=args.output, data=args.data, model=args.model, recipe=recipe, pretrained=args.pretrained,
+                   resume=args.resume, device=args.device, num_workers=args.workers,
+                   checkpoint_every=args.checkpoint_every, keep_last=args.keep_last, max_steps=args.max_steps)
+    summary = run_training(job)
+    if "top1" in summary:
+        console.print(f"[bold]done[/]: epoch {summary['epoch']}, top-1 {summary['top1']:.2f}% "
+                      f"(best {summary['best_top1']:.2f}%), top-5 {summary['top5']:.2f}% on the held-out split; "
+                      f"run directory {summary['run_dir']}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"stopped after {summary['global_step']} steps; run directory {summary['run_dir']}",
+                      highlight=False, soft_wrap=True)
+    return 0

@@ -1,0 +1,223 @@
+"""A training run end to end: data, model, optimiser, resume, checkpoints, metrics, in one run directory.
+
+    summary = run_training(TrainJob(output="runs/digits"))    # the embedded default run
+
+Everything a run writes goes under `TrainJob.output`: `job.json` (the resolved job and recipe),
+`metrics.jsonl` (one line per epoch), `state_e*_s*.pt` (last K resumable states),
+`best.safetensors` and `last.safetensors` (weights + model config, loadable with `load_model`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from efficientformer.data.embedded import DigitsDataset
+from efficientformer.data.preprocess import eval_transform
+from efficientformer.data.sampler import EpochSampler, epoch_generator
+from efficientformer.factory import create_model, resolve_config
+from efficientformer.train.ema import ModelEma
+from efficientformer.train.loop import StepContext, evaluate, train_steps
+from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
+from efficientformer.train.optim import CosineSchedule, create_optimizer
+from efficientformer.train.recipes import DEFAULT, TrainRecipe
+from efficientformer.train.state import Position, latest_state, load_state, prune_states, save_state
+from efficientformer.utils.io import atomic_write
+from efficientformer.utils.progress import progress_bar
+from efficientformer.weights.checkpoint import save_checkpoint
+
+AMP = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Where a run reads and writes, and how it is driven (the recipe holds the hyper-parameters).
+
+    Args:
+        output: the run directory (created; everything is written inside it).
+        data: training images (folder of class folders); None = the embedded digits dataset.
+        model: registry name, alias or ModelConfig JSON.
+        pretrained: weight tag or checkpoint to start from (heads re-initialised if classes differ).
+        resume: None, 'auto' (newest state in `output`, if any) or a state file.
+        device: 'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ...
+        checkpoint_every: also save a resumable state every N optimiser steps (0 = only per epoch).
+        keep_last: resumable states kept.
+        max_steps: stop after this many optimiser steps in total (smoke tests); None = full recipe.
+    """
+
+    output: str = "runs/default"
+    data: str | None = None
+    model: str = "efficientformerv2_s0"
+    recipe: TrainRecipe = DEFAULT
+    pretrained: str | None = None
+    resume: str | None = None
+    device: str = "auto"
+    num_workers: int = 0
+    checkpoint_every: int = 0
+    keep_last: int = 2
+    max_steps: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recipe"},
+                "recipe": self.recipe.to_dict()}
+
+
+class _Transformed(Dataset):
+    """(PIL image, label) -> (normalised tensor, label) with the eval preprocessing at the recipe's size."""
+
+    def __init__(self, base, img_size: int, crop_pct: float) -> None:
+        self.base = base
+        self.img_size = img_size
+        self.crop_pct = crop_pct
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        return eval_transform(image, self.img_size, crop_pct=self.crop_pct), label
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _datasets(job: TrainJob) -> tuple[Any, Any, tuple[str, ...]]:
+    if job.data is None:
+        size = job.recipe.img_size
+        return DigitsDataset("train", size), DigitsDataset("val", size), DigitsDataset.classes
+    raise NotImplementedError("training on an image folder lands with the folder reader (data/folder.py)")
+
+
+def check_run_dir(path: Path, needed_bytes: int) -> None:
+    """Fail before training when the run directory cannot be written or the disk is nearly full."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        with atomic_write(probe) as handle:
+            handle.write(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(f"cannot write to the run directory {path}: {error}") from None
+    free = shutil.disk_usage(path).free
+    if free < needed_bytes:
+        raise OSError(f"only {free / 2**20:.0f} MiB free under {path}; this run's checkpoints need about "
+                      f"{needed_bytes / 2**20:.0f} MiB")
+
+
+def run_training(job: TrainJob) -> dict[str, Any]:
+    """Train as `job` says; returns the final summary (also the last line of metrics.jsonl)."""
+    recipe = job.recipe
+    device = _device(job.device)
+    run_dir = Path(job.output)
+    torch.manual_seed(recipe.seed)
+    train_set, val_set, classes = _datasets(job)
+    config = resolve_config(job.model)
+    model = create_model(config, num_classes=len(classes), img_size=recipe.img_size, pretrained=job.pretrained,
+                         drop_path_rate=config.drop_path_rate).to(device)
+    state_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) * (4 + (recipe.ema is True))
+    check_run_dir(run_dir, needed_bytes=state_bytes * (job.keep_last + 2))
+    with atomic_write(run_dir / "job.json") as handle:
+        handle.write(json.dumps(job.to_dict(), indent=2, default=str).encode())
+
+    global_batch = recipe.batch_size
+    optimizer = create_optimizer(model, recipe.lr(global_batch), recipe.weight_decay, recipe.opt_eps, recipe.betas)
+    schedule = CosineSchedule(recipe.lr(global_batch), recipe.epochs, recipe.warmup_epochs, recipe.warmup_lr,
+                              recipe.min_lr, per_step=recipe.lr_per_step)
+    ema = ModelEma(model, recipe.ema_decay) if recipe.ema else None
+    amp_dtype = AMP[recipe.amp]
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
+    criterion = DistillationLoss(SoftTargetCrossEntropy(recipe.smoothing), None, mode="none")
+    ctx = StepContext(model=model, criterion=criterion, optimizer=optimizer, schedule=schedule, device=device,
+                      clip_mode=recipe.clip_mode, clip_grad=recipe.clip_grad, amp_dtype=amp_dtype, scaler=scaler,
+                      ema=ema)
+
+    train_data = _Transformed(train_set, recipe.img_size, 1.0)
+    val_data = _Transformed(val_set, recipe.img_size, 1.0)
+    sampler = EpochSampler(len(train_data), shuffle=True, seed=recipe.seed, drop_last=True)
+    steps_per_epoch = len(train_data) // recipe.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"the training set has {len(train_data)} images, fewer than one batch of "
+                         f"{recipe.batch_size}")
+
+    position, best = Position(), {"top1": -1.0}
+    resume_from = latest_state(run_dir) if job.resume == "auto" else job.resume
+    if resume_from is not None:
+        position, payload = load_state(resume_from)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        if ema is not None:
+            ema.module.load_state_dict(payload["ema"])
+        if scaler is not None:
+            scaler.load_state_dict(payload["scaler"])
+        best = payload["best"]
+
+    def save(pos: Position) -> None:
+        payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "best": best}
+        if ema is not None:
+            payload["ema"] = ema.module.state_dict()
+        if scaler is not None:
+            payload["scaler"] = scaler.state_dict()
+        save_state(run_dir, pos, payload)
+        prune_states(run_dir, job.keep_last)
+
+    summary: dict[str, Any] = {}
+    with progress_bar("count") as bar:
+        task = bar.add_task("training", total=recipe.epochs * steps_per_epoch,
+                            completed=position.epoch * steps_per_epoch + position.step)
+        while position.epoch < recipe.epochs:
+            epoch = position.epoch
+            sampler.set_epoch(epoch, start=position.step * recipe.batch_size)
+            loader = DataLoader(train_data, batch_size=recipe.batch_size, sampler=sampler, drop_last=True,
+                                num_workers=job.num_workers, generator=epoch_generator(recipe.seed, epoch, 1))
+            remaining = None if job.max_steps is None else job.max_steps - position.global_step
+            batches = _take(loader, remaining)
+
+            def on_step(step: int, loss: float, lr: float, images: int) -> None:
+                position.step, position.global_step = step + 1, position.global_step + 1
+                bar.update(task, advance=1, description=f"epoch {epoch + 1}/{recipe.epochs} loss {loss:.3f} "
+                                                        f"lr {lr:.2e}")
+                if job.checkpoint_every and position.global_step % job.checkpoint_every == 0:
+                    save(position)
+
+            result = train_steps(ctx, batches, epoch, position.step, steps_per_epoch, on_step)
+            if position.step < steps_per_epoch:  # stopped by max_steps
+                save(position)
+                break
+            metrics = evaluate(model, DataLoader(val_data, batch_size=recipe.batch_size), len(classes), device)
+            summary = {"epoch": epoch + 1, "train_loss": result.loss, "lr": result.lr, "val_loss": metrics.loss,
+                       "top1": metrics.top1, "top5": metrics.top5, "images_per_s": result.images / result.seconds}
+            if ema is not None:
+                summary["ema_top1"] = evaluate(ema.module, DataLoader(val_data, batch_size=recipe.batch_size),
+                                               len(classes), device).top1
+            if metrics.top1 > best["top1"]:
+                best = {"top1": metrics.top1, "epoch": epoch + 1}
+                save_checkpoint(model, run_dir / "best.safetensors")
+            summary["best_top1"] = best["top1"]
+            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(summary) + "\n")
+            position = Position(epoch=epoch + 1, step=0, global_step=position.global_step)
+            save(position)
+    save_checkpoint(model, run_dir / "last.safetensors")
+    return {**summary, "run_dir": str(run_dir), "global_step": position.global_step}
+
+
+def _take(iterable, limit: int | None):
+    """The first `limit` items (all when None)."""
+    for count, item in enumerate(iterable):
+        if limit is not None and count >= limit:
+            return
+        yield item
+
+
+__all__ = ["TrainJob", "check_run_dir", "run_training"]

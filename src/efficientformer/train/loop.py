@@ -1,0 +1,143 @@
+"""One training epoch and one evaluation pass; no argument parsing, no file layout (see train/job.py)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from efficientformer.train.ema import ModelEma
+from efficientformer.train.optim import CosineSchedule, clip_gradients_
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops and the last good checkpoint is kept."""
+
+
+@dataclass
+class StepContext:
+    """What a training step needs besides the batch; built once per run."""
+
+    model: nn.Module
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: CosineSchedule
+    device: torch.device
+    clip_mode: str = "none"
+    clip_grad: float = 0.0
+    amp_dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+    ema: ModelEma | None = None
+    mix: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    images: int
+    seconds: float
+    lr: float
+    skipped: list[str] = field(default_factory=list)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def train_steps(ctx: StepContext, batches: Iterable, epoch: int, start_step: int, steps_per_epoch: int,
+                on_step: Callable[[int, float, float, int], None] | None = None) -> EpochResult:
+    """Run the optimiser over `batches` (the rest of `epoch` from `start_step`).
+
+    A batch is (images, labels) or (images, labels, skipped_paths). `on_step(step, loss, lr,
+    images)` is called after each step (logging, progress, step checkpoints).
+
+    Raises:
+        NonFiniteLossError: the loss is NaN or infinite (nothing is stepped for that batch).
+    """
+    ctx.model.train()
+    total_loss, images, skipped = 0.0, 0, []
+    lr = ctx.schedule.lr_at(epoch, start_step, steps_per_epoch)
+    begin = time.perf_counter()
+    for step, batch in enumerate(batches, start=start_step):
+        inputs, targets = batch[0], batch[1]
+        if len(batch) > 2:
+            skipped.extend(batch[2])
+        inputs = inputs.to(ctx.device, non_blocking=True)
+        targets = targets.to(ctx.device, non_blocking=True)
+        if ctx.mix is not None:
+            inputs, targets = ctx.mix(inputs, targets, step)
+        lr = ctx.schedule.apply(ctx.optimizer, epoch, step, steps_per_epoch)
+        with _autocast(ctx.device, ctx.amp_dtype):
+            outputs = ctx.model(inputs)
+            loss = ctx.criterion(inputs, outputs, targets)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"the loss is {value} at epoch {epoch}, step {step} (lr {lr:.3g}); stopping. "
+                                     f"Lower the learning rate or enable gradient clipping; the last checkpoint "
+                                     f"is intact")
+        ctx.optimizer.zero_grad(set_to_none=True)
+        if ctx.scaler is not None:
+            ctx.scaler.scale(loss).backward()
+            ctx.scaler.unscale_(ctx.optimizer)
+            clip_gradients_(ctx.model.parameters(), ctx.clip_mode, ctx.clip_grad)
+            ctx.scaler.step(ctx.optimizer)
+            ctx.scaler.update()
+        else:
+            loss.backward()
+            clip_gradients_(ctx.model.parameters(), ctx.clip_mode, ctx.clip_grad)
+            ctx.optimizer.step()
+        if ctx.ema is not None:
+            ctx.ema.update(ctx.model)
+        total_loss += value * inputs.shape[0]
+        images += inputs.shape[0]
+        if on_step is not None:
+            on_step(step, value, lr, inputs.shape[0])
+    return EpochResult(loss=total_loss / max(images, 1), images=images, seconds=time.perf_counter() - begin,
+                       lr=lr, skipped=skipped)
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    top1: float
+    top5: float
+    images: int
+    confusion: torch.Tensor  # (classes, classes): rows = true class, columns = predicted
+
+    def per_class_accuracy(self) -> list[float]:
+        totals = self.confusion.sum(dim=1).clamp(min=1)
+        return (self.confusion.diagonal() / totals * 100).tolist()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable, num_classes: int, device: torch.device,
+             amp_dtype: torch.dtype | None = None) -> EvalResult:
+    """Top-1/top-5 accuracy (%), mean cross-entropy and the confusion matrix over `batches`."""
+    was_training = model.training
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    total_loss, correct5, images = 0.0, 0, 0
+    try:
+        for batch in batches:
+            inputs = batch[0].to(device)
+            targets = batch[1].to(device)
+            with _autocast(device, amp_dtype):
+                logits = model(inputs).float()  # (B, classes)
+            total_loss += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+            top = logits.topk(min(5, num_classes), dim=-1).indices  # (B, 5)
+            correct5 += (top == targets[:, None]).any(dim=1).sum().item()
+            pairs = targets.cpu() * num_classes + top[:, 0].cpu()
+            confusion += torch.bincount(pairs, minlength=num_classes ** 2).view(num_classes, num_classes)
+            images += inputs.shape[0]
+    finally:
+        model.train(was_training)
+    top1 = confusion.diagonal().sum().item() / max(images, 1) * 100
+    return EvalResult(loss=total_loss / max(images, 1), top1=top1, top5=correct5 / max(images, 1) * 100,
+                      images=images, confusion=confusion)
+
+
+__all__ = ["EpochResult", "EvalResult", "NonFiniteLossError", "StepContext", "evaluate", "train_steps"]

@@ -1,0 +1,102 @@
+"""Training checkpoints that resume bit-exactly: model, optimiser, scaler, EMA, RNG states, position.
+
+A state file is a plain dict of tensors and Python scalars written with `torch.save` through
+`atomic_write` and read back with `weights_only=True`. Files are `state_e{epoch}_s{step}.pt` in the
+run directory; `latest_state` finds the newest complete one, `prune_states` keeps the last K.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from efficientformer.utils.io import atomic_write
+
+STATE_PATTERN = re.compile(r"^state_e(\d+)_s(\d+)\.pt$")
+
+
+@dataclass
+class Position:
+    """Where a run is: `step` batches of `epoch` are done; `global_step` counts all optimiser steps."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step may draw from (Python, NumPy, torch CPU and CUDA)."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    numpy_state = np.random.get_state()
+    state["numpy"] = (numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:])
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def state_path(run_dir: str | os.PathLike, position: Position) -> Path:
+    return Path(run_dir) / f"state_e{position.epoch:04d}_s{position.step:06d}.pt"
+
+
+def save_state(run_dir: str | os.PathLike, position: Position, payload: dict[str, Any]) -> Path:
+    """Write `payload` (state dicts, metrics, ...) plus the RNG states and position, atomically."""
+    path = state_path(run_dir, position)
+    data = {**payload, "rng": rng_state(), "position": vars(position).copy()}
+    with atomic_write(path) as handle:
+        torch.save(data, handle)
+    return path
+
+
+def load_state(path: str | os.PathLike) -> tuple[Position, dict[str, Any]]:
+    """Read a state file (safe: weights_only) and restore the RNG states; returns (position, payload)."""
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 (any unpickling failure means an unusable file)
+        raise ValueError(f"cannot read training state {path}: {error}") from None
+    set_rng_state(data.pop("rng"))
+    return Position(**data.pop("position")), data
+
+
+def list_states(run_dir: str | os.PathLike) -> list[Path]:
+    """State files of a run, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(tuple(map(int, m.groups())), p) for p in run_dir.iterdir() if (m := STATE_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_state(run_dir: str | os.PathLike) -> Path | None:
+    states = list_states(run_dir)
+    return states[-1] if states else None
+
+
+def prune_states(run_dir: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest `keep` state files."""
+    for path in list_states(run_dir)[:-keep] if keep > 0 else []:
+        path.unlink(missing_ok=True)
+
+
+__all__ = ["Position", "latest_state", "list_states", "load_state", "prune_states", "rng_state", "save_state",
+           "set_rng_state", "state_path"]
