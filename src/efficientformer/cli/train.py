@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
                    resume=args.resume, device=args.device, num_workers=args.workers,
                    checkpoint_every=args.checkpoint_every, keep_last=args.keep_last, max_steps=args.max_steps)
     summary = run_training(job)
+    if not summary["is_main"]:
+        return 0
     if "top1" in summary:
         console.print(f"[bold]done[/]: epoch {summary['epoch']}, top-1 {summary['top1']:.2f}% "
                       f"(best {summary['best_top1']:.2f}%), top-5 {summary['top5']:.2f}% on the held-out split; "

@@ -17,12 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from efficientformer.data.embedded import DigitsDataset
 from efficientformer.data.preprocess import eval_transform
 from efficientformer.data.sampler import EpochSampler, epoch_generator
 from efficientformer.factory import create_model, resolve_config
+from efficientformer.train.distributed import (
+    all_reduce_sum,
+    barrier,
+    cleanup,
+    convert_sync_batchnorm,
+    init_distributed,
+)
 from efficientformer.train.ema import ModelEma
 from efficientformer.train.loop import StepContext, evaluate, train_steps
 from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
@@ -116,9 +124,19 @@ def check_run_dir(path: Path, needed_bytes: int) -> None:
 
 
 def run_training(job: TrainJob) -> dict[str, Any]:
-    """Train as `job` says; returns the final summary (also the last line of metrics.jsonl)."""
+    """Train as `job` says; returns the final summary (also the last line of metrics.jsonl).
+
+    Under torchrun every process runs this; only rank 0 writes files.
+    """
+    info, device = init_distributed(_device(job.device))
+    try:
+        return _run(job, info, device)
+    finally:
+        cleanup(info)
+
+
+def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
     recipe = job.recipe
-    device = _device(job.device)
     run_dir = Path(job.output)
     torch.manual_seed(recipe.seed)
     train_set, val_set, classes = _datasets(job)
@@ -126,11 +144,18 @@ def run_training(job: TrainJob) -> dict[str, Any]:
     model = create_model(config, num_classes=len(classes), img_size=recipe.img_size, pretrained=job.pretrained,
                          drop_path_rate=config.drop_path_rate).to(device)
     state_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) * (4 + (recipe.ema is True))
-    check_run_dir(run_dir, needed_bytes=state_bytes * (job.keep_last + 2))
-    with atomic_write(run_dir / "job.json") as handle:
-        handle.write(json.dumps(job.to_dict(), indent=2, default=str).encode())
+    if info.is_main:
+        check_run_dir(run_dir, needed_bytes=state_bytes * (job.keep_last + 2))
+        with atomic_write(run_dir / "job.json") as handle:
+            handle.write(json.dumps({**job.to_dict(), "world_size": info.world_size}, indent=2,
+                                    default=str).encode())
+    barrier(info)
 
-    global_batch = recipe.batch_size
+    net = model
+    if info.enabled:
+        convert_sync_batchnorm(model)  # the paper trains with SyncBN: statistics over the global batch
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    global_batch = recipe.batch_size * info.world_size
     optimizer = create_optimizer(model, recipe.lr(global_batch), recipe.weight_decay, recipe.opt_eps, recipe.betas)
     schedule = CosineSchedule(recipe.lr(global_batch), recipe.epochs, recipe.warmup_epochs, recipe.warmup_lr,
                               recipe.min_lr, per_step=recipe.lr_per_step)
@@ -138,17 +163,22 @@ def run_training(job: TrainJob) -> dict[str, Any]:
     amp_dtype = AMP[recipe.amp]
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
     criterion = DistillationLoss(SoftTargetCrossEntropy(recipe.smoothing), None, mode="none")
-    ctx = StepContext(model=model, criterion=criterion, optimizer=optimizer, schedule=schedule, device=device,
+    ctx = StepContext(model=net, criterion=criterion, optimizer=optimizer, schedule=schedule, device=device,
                       clip_mode=recipe.clip_mode, clip_grad=recipe.clip_grad, amp_dtype=amp_dtype, scaler=scaler,
                       ema=ema)
 
     train_data = _Transformed(train_set, recipe.img_size, 1.0)
     val_data = _Transformed(val_set, recipe.img_size, 1.0)
-    sampler = EpochSampler(len(train_data), shuffle=True, seed=recipe.seed, drop_last=True)
-    steps_per_epoch = len(train_data) // recipe.batch_size
+    val_shard = Subset(val_data, range(info.rank, len(val_data), info.world_size))
+    sampler = EpochSampler(len(train_data), shuffle=True, seed=recipe.seed, rank=info.rank,
+                           world_size=info.world_size, repeats=recipe.repeated_aug, drop_last=True)
+    steps_per_epoch = sampler.per_rank() // recipe.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(f"the training set has {len(train_data)} images, fewer than one batch of "
-                         f"{recipe.batch_size}")
+        raise ValueError(f"the training set has {len(train_data)} images, fewer than one global batch of "
+                         f"{global_batch}")
+
+    def reduce(tensor: torch.Tensor) -> torch.Tensor:
+        return all_reduce_sum(tensor, info)
 
     position, best = Position(), {"top1": -1.0}
     resume_from = latest_state(run_dir) if job.resume == "auto" else job.resume
@@ -163,6 +193,8 @@ def run_training(job: TrainJob) -> dict[str, Any]:
         best = payload["best"]
 
     def save(pos: Position) -> None:
+        if not info.is_main:
+            return
         payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "best": best}
         if ema is not None:
             payload["ema"] = ema.module.state_dict()
@@ -172,7 +204,7 @@ def run_training(job: TrainJob) -> dict[str, Any]:
         prune_states(run_dir, job.keep_last)
 
     summary: dict[str, Any] = {}
-    with progress_bar("count") as bar:
+    with progress_bar("count", disable=None if info.is_main else True) as bar:
         task = bar.add_task("training", total=recipe.epochs * steps_per_epoch,
                             completed=position.epoch * steps_per_epoch + position.step)
         while position.epoch < recipe.epochs:
@@ -194,22 +226,27 @@ def run_training(job: TrainJob) -> dict[str, Any]:
             if position.step < steps_per_epoch:  # stopped by max_steps
                 save(position)
                 break
-            metrics = evaluate(model, DataLoader(val_data, batch_size=recipe.batch_size), len(classes), device)
+            metrics = evaluate(model, DataLoader(val_shard, batch_size=recipe.batch_size), len(classes), device,
+                               reduce=reduce)
             summary = {"epoch": epoch + 1, "train_loss": result.loss, "lr": result.lr, "val_loss": metrics.loss,
                        "top1": metrics.top1, "top5": metrics.top5, "images_per_s": result.images / result.seconds}
             if ema is not None:
-                summary["ema_top1"] = evaluate(ema.module, DataLoader(val_data, batch_size=recipe.batch_size),
-                                               len(classes), device).top1
+                summary["ema_top1"] = evaluate(ema.module, DataLoader(val_shard, batch_size=recipe.batch_size),
+                                               len(classes), device, reduce=reduce).top1
             if metrics.top1 > best["top1"]:
                 best = {"top1": metrics.top1, "epoch": epoch + 1}
-                save_checkpoint(model, run_dir / "best.safetensors")
+                if info.is_main:
+                    save_checkpoint(model, run_dir / "best.safetensors")
             summary["best_top1"] = best["top1"]
-            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(summary) + "\n")
+            if info.is_main:
+                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(summary) + "\n")
             position = Position(epoch=epoch + 1, step=0, global_step=position.global_step)
             save(position)
-    save_checkpoint(model, run_dir / "last.safetensors")
-    return {**summary, "run_dir": str(run_dir), "global_step": position.global_step}
+    if info.is_main:
+        save_checkpoint(model, run_dir / "last.safetensors")
+    barrier(info)
+    return {**summary, "run_dir": str(run_dir), "global_step": position.global_step, "is_main": info.is_main}
 
 
 def _take(iterable, limit: int | None):

@@ -115,8 +115,13 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, num_classes: int, device: torch.device,
-             amp_dtype: torch.dtype | None = None) -> EvalResult:
-    """Top-1/top-5 accuracy (%), mean cross-entropy and the confusion matrix over `batches`."""
+             amp_dtype: torch.dtype | None = None,
+             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
+    """Top-1/top-5 accuracy (%), mean cross-entropy and the confusion matrix over `batches`.
+
+    Args:
+        reduce: sums a tensor over processes (DDP), so every rank gets the metrics of all shards.
+    """
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
@@ -135,6 +140,10 @@ def evaluate(model: nn.Module, batches: Iterable, num_classes: int, device: torc
             images += inputs.shape[0]
     finally:
         model.train(was_training)
+    if reduce is not None:
+        totals = reduce(torch.tensor([total_loss, correct5, images], dtype=torch.float64, device=device)).cpu()
+        total_loss, correct5, images = totals[0].item(), int(totals[1].item()), int(totals[2].item())
+        confusion = reduce(confusion.to(device)).cpu()
     top1 = confusion.diagonal().sum().item() / max(images, 1) * 100
     return EvalResult(loss=total_loss / max(images, 1), top1=top1, top5=correct5 / max(images, 1) * 100,
                       images=images, confusion=confusion)
