@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default="default", choices=sorted(RECIPES), help="hyper-parameter recipe")
     parser.add_argument("--output", default="runs/default", help="run directory (everything is written there)")
     parser.add_argument("--pretrained", default=None, help="weight tag or checkpoint to start from")
+    parser.add_argument("--teacher", default=None, help="distillation teacher: our checkpoint, TorchScript or "
+                                                        "torch.export file (paper recipes distil from RegNetY-16GF)")
     parser.add_argument("--resume", default=None, help="'auto' (newest state in --output) or a state file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if changes:
         recipe = recipe.replace(**changes)
     job = TrainJob(output=args.output, data=args.data, model=args.model, recipe=recipe, pretrained=args.pretrained,
-                   resume=args.resume, device=args.device, num_workers=args.workers,
+                   teacher=args.teacher, resume=args.resume, device=args.device, num_workers=args.workers,
                    checkpoint_every=args.checkpoint_every, keep_last=args.keep_last, max_steps=args.max_steps)
     summary = run_training(job)
     if not summary["is_main"]:

@@ -37,6 +37,7 @@ from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntrop
 from efficientformer.train.optim import CosineSchedule, create_optimizer
 from efficientformer.train.recipes import DEFAULT, TrainRecipe
 from efficientformer.train.state import Position, latest_state, load_state, prune_states, save_state
+from efficientformer.train.teacher import load_teacher
 from efficientformer.utils.io import atomic_write
 from efficientformer.utils.progress import progress_bar
 from efficientformer.weights.checkpoint import save_checkpoint
@@ -53,6 +54,8 @@ class TrainJob:
         data: training images (folder of class folders); None = the embedded digits dataset.
         model: registry name, alias or ModelConfig JSON.
         pretrained: weight tag or checkpoint to start from (heads re-initialised if classes differ).
+        teacher: distillation teacher file (our checkpoint, TorchScript or torch.export); needed
+            when the recipe distils ('hard' in the paper's recipes).
         resume: None, 'auto' (newest state in `output`, if any) or a state file.
         device: 'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', ...
         checkpoint_every: also save a resumable state every N optimiser steps (0 = only per epoch).
@@ -65,6 +68,7 @@ class TrainJob:
     model: str = "efficientformerv2_s0"
     recipe: TrainRecipe = DEFAULT
     pretrained: str | None = None
+    teacher: str | None = None
     resume: str | None = None
     device: str = "auto"
     num_workers: int = 0
@@ -162,7 +166,18 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
     ema = ModelEma(model, recipe.ema_decay) if recipe.ema else None
     amp_dtype = AMP[recipe.amp]
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
-    criterion = DistillationLoss(SoftTargetCrossEntropy(recipe.smoothing), None, mode="none")
+    teacher = None
+    if recipe.distillation != "none":
+        if job.teacher is None:
+            raise ValueError(f"recipe {recipe.name!r} uses {recipe.distillation} distillation: pass a teacher file "
+                             f"(--teacher) or turn it off (--set distillation=none)")
+        if not model.config.distillation:
+            raise ValueError(f"{model.config.name} has no distillation head; build it with distillation=True "
+                             f"or turn distillation off")
+        teacher = load_teacher(job.teacher, device)
+        model.set_distilled_training(True)
+    criterion = DistillationLoss(SoftTargetCrossEntropy(recipe.smoothing), teacher, mode=recipe.distillation,
+                                 alpha=recipe.distillation_alpha, tau=recipe.distillation_tau)
     ctx = StepContext(model=net, criterion=criterion, optimizer=optimizer, schedule=schedule, device=device,
                       clip_mode=recipe.clip_mode, clip_grad=recipe.clip_grad, amp_dtype=amp_dtype, scaler=scaler,
                       ema=ema)
