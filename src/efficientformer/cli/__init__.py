@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "convert": "efficientformer.cli.convert",
     "predict": "efficientformer.cli.predict",
     "train": "efficientformer.cli.train",
+    "eval": "efficientformer.cli.eval",
 }
 
 # Library errors shown as one red line (exit code 2); anything else is a bug and keeps its traceback.

@@ -32,10 +32,11 @@ from efficientformer.train.distributed import (
     init_distributed,
 )
 from efficientformer.train.ema import ModelEma
-from efficientformer.train.loop import StepContext, evaluate, train_steps
+from efficientformer.train.loop import EvalResult, StepContext, evaluate, train_steps
 from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
 from efficientformer.train.optim import CosineSchedule, create_optimizer
 from efficientformer.train.recipes import DEFAULT, TrainRecipe
+from efficientformer.train.report import plot_confusion, plot_curves, read_metrics, write_csv, write_per_class
 from efficientformer.train.state import Position, latest_state, load_state, prune_states, save_state
 from efficientformer.train.teacher import load_teacher
 from efficientformer.utils.io import atomic_write
@@ -43,6 +44,7 @@ from efficientformer.utils.progress import progress_bar
 from efficientformer.weights.checkpoint import save_checkpoint
 
 AMP = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+EVAL_CROP_PCT = 0.875  # for image folders; the embedded digits are used uncropped
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,13 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _datasets(job: TrainJob) -> tuple[Any, Any, tuple[str, ...]]:
-    if job.data is None:
-        size = job.recipe.img_size
-        return DigitsDataset("train", size), DigitsDataset("val", size), DigitsDataset.classes
-    raise NotImplementedError("training on an image folder lands with the folder reader (data/folder.py)")
+def _datasets_for(data: str | None, size: int, split_only: str | None = None) -> tuple[Any, Any, tuple[str, ...]]:
+    """(train, val, class names); None = the embedded digits at `size` pixels."""
+    if data is None:
+        train = None if split_only == "val" else DigitsDataset("train", size)
+        return train, DigitsDataset("val", size), DigitsDataset.classes
+    raise NotImplementedError("reading an image folder lands with the folder reader (data/folder.py); "
+                              "for now only the embedded dataset is supported")
 
 
 def check_run_dir(path: Path, needed_bytes: int) -> None:
@@ -143,7 +147,7 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
     recipe = job.recipe
     run_dir = Path(job.output)
     torch.manual_seed(recipe.seed)
-    train_set, val_set, classes = _datasets(job)
+    train_set, val_set, classes = _datasets_for(job.data, recipe.img_size)
     config = resolve_config(job.model)
     model = create_model(config, num_classes=len(classes), img_size=recipe.img_size, pretrained=job.pretrained,
                          drop_path_rate=config.drop_path_rate).to(device)
@@ -260,8 +264,20 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
             save(position)
     if info.is_main:
         save_checkpoint(model, run_dir / "last.safetensors")
+        if summary:
+            _write_reports(run_dir, metrics, classes, title=f"{model.config.name} ({recipe.name})")
     barrier(info)
     return {**summary, "run_dir": str(run_dir), "global_step": position.global_step, "is_main": info.is_main}
+
+
+def _write_reports(run_dir: Path, final: EvalResult, classes: tuple[str, ...], title: str) -> None:
+    """metrics.csv and curves.png from metrics.jsonl; per_class.csv and confusion.png of the final evaluation."""
+    records = read_metrics(run_dir / "metrics.jsonl")
+    write_csv(records, run_dir / "metrics.csv")
+    write_per_class(final.per_class_accuracy(), final.confusion, classes, run_dir / "per_class.csv")
+    if plot_curves(records, run_dir / "curves.png", title) is None:
+        print("matplotlib is not installed: no curves.png / confusion.png (pip install 'efficientformer[demo]')")
+    plot_confusion(final.confusion, classes, run_dir / "confusion.png", f"{title}, epoch {records[-1]['epoch']}")
 
 
 def _take(iterable, limit: int | None):

@@ -1,0 +1,138 @@
+"""Run reports: metrics CSV next to the JSONL, loss/accuracy curves and confusion-matrix PNGs.
+
+matplotlib is optional (`pip install efficientformer[demo]`); without it the PNGs are skipped with
+a message, never the training.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from efficientformer.utils.io import atomic_write
+
+MAX_CONFUSION_CLASSES = 100
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The epoch records of a metrics.jsonl file (a later record for the same epoch replaces an earlier one)."""
+    by_epoch: dict[int, dict] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            by_epoch[record["epoch"]] = record
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def write_csv(records: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Records as CSV with the union of their keys as columns."""
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(records)
+    with atomic_write(path) as handle:
+        handle.write(text.getvalue().encode())
+    return Path(path)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _save(figure, path: str | os.PathLike) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    with atomic_write(path) as handle:
+        handle.write(buffer.getvalue())
+    return Path(path)
+
+
+def plot_curves(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
+    """Loss (train and validation) and top-1/top-5 accuracy per epoch, side by side; None without matplotlib."""
+    plt = _pyplot()
+    if plt is None or not records:
+        return None
+    epochs = [r["epoch"] for r in records]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(epochs, [r["train_loss"] for r in records], marker="o", label="train loss")
+    left.plot(epochs, [r["val_loss"] for r in records], marker="o", label="validation loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("cross-entropy")
+    left.set_title("loss")
+    left.grid(alpha=0.3)
+    left.legend()
+    for key, label in (("top1", "top-1"), ("top5", "top-5"), ("ema_top1", "EMA top-1")):
+        if all(key in r for r in records):
+            right.plot(epochs, [r[key] for r in records], marker="o", label=label)
+    right.set_xlabel("epoch")
+    right.set_ylabel("accuracy (%)")
+    right.set_title("validation accuracy")
+    right.set_ylim(0, 100)
+    right.grid(alpha=0.3)
+    right.legend(loc="lower right")
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        figure.suptitle(title)
+    try:
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | os.PathLike,
+                   title: str = "") -> Path | None:
+    """Row-normalised confusion matrix (true class rows, predicted columns); None past 100 classes or without
+    matplotlib."""
+    plt = _pyplot()
+    count = len(classes)
+    if plt is None or count > MAX_CONFUSION_CLASSES:
+        return None
+    rates = confusion.double() / confusion.sum(dim=1, keepdim=True).clamp(min=1)  # (classes, classes)
+    size = min(4 + count * 0.25, 24)
+    figure, axis = plt.subplots(figsize=(size, size))
+    image = axis.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    ticks = range(count)
+    axis.set_xticks(ticks, labels=classes, rotation=90 if count > 10 else 0, fontsize=8 if count > 20 else 10)
+    axis.set_yticks(ticks, labels=classes, fontsize=8 if count > 20 else 10)
+    if count <= 20:
+        for row in range(count):
+            for col in range(count):
+                if confusion[row, col]:
+                    axis.text(col, row, int(confusion[row, col]), ha="center", va="center", fontsize=8,
+                              color="white" if rates[row, col] > 0.5 else "black")
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
+    axis.set_title(title or "confusion matrix")
+    try:
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+def write_per_class(accuracies: Sequence[float], confusion: torch.Tensor, classes: Sequence[str],
+                    path: str | os.PathLike) -> Path:
+    """CSV of class, images, correct and accuracy (%)."""
+    rows = [{"class": name, "images": int(confusion[i].sum()), "correct": int(confusion[i, i]),
+             "accuracy": round(accuracies[i], 4)} for i, name in enumerate(classes)]
+    return write_csv(rows, path)
+
+
+__all__ = ["MAX_CONFUSION_CLASSES", "plot_confusion", "plot_curves", "read_metrics", "write_csv", "write_per_class"]
