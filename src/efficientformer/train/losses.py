@@ -33,8 +33,8 @@ class SoftTargetCrossEntropy(nn.Module):
         self.smoothing = smoothing
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if targets.ndim == 1:
-            targets = smooth_one_hot(targets, logits.shape[-1], self.smoothing)
+        if targets.ndim == 1:  # class indices: the same value, without building the (B, classes) targets
+            return F.cross_entropy(logits.float(), targets, label_smoothing=self.smoothing)
         log_probs = F.log_softmax(logits.float(), dim=-1)  # (B, classes)
         return -(targets * log_probs).sum(dim=-1).mean()
 
