@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,10 +235,14 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
             remaining = None if job.max_steps is None else job.max_steps - position.global_step
             batches = _take(loader, remaining)
 
+            epoch_start, seen = time.perf_counter(), [0]
+
             def on_step(step: int, loss: float, lr: float, images: int) -> None:
                 position.step, position.global_step = step + 1, position.global_step + 1
+                seen[0] += images * info.world_size
+                rate = seen[0] / max(time.perf_counter() - epoch_start, 1e-9)
                 bar.update(task, advance=1, description=f"epoch {epoch + 1}/{recipe.epochs} loss {loss:.3f} "
-                                                        f"lr {lr:.2e}")
+                                                        f"lr {lr:.2e} {rate:.0f} img/s")
                 if job.checkpoint_every and position.global_step % job.checkpoint_every == 0:
                     save(position)
 
