@@ -13,7 +13,7 @@ import dataclasses
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from efficientformer.data.embedded import DigitsDataset
 from efficientformer.data.preprocess import eval_transform
 from efficientformer.data.sampler import EpochSampler, epoch_generator
-from efficientformer.factory import create_model, resolve_config
+from efficientformer.factory import create_model
 from efficientformer.train.distributed import (
     all_reduce_sum,
     barrier,
@@ -78,7 +78,6 @@ class TrainJob:
     checkpoint_every: int = 0
     keep_last: int = 2
     max_steps: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recipe"},
@@ -149,9 +148,8 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
     run_dir = Path(job.output)
     torch.manual_seed(recipe.seed)
     train_set, val_set, classes = _datasets_for(job.data, recipe.img_size)
-    config = resolve_config(job.model)
-    model = create_model(config, num_classes=len(classes), img_size=recipe.img_size, pretrained=job.pretrained,
-                         drop_path_rate=config.drop_path_rate).to(device)
+    model = create_model(job.model, num_classes=len(classes), img_size=recipe.img_size,
+                         pretrained=job.pretrained).to(device)
     state_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) * (4 + (recipe.ema is True))
     if info.is_main:
         check_run_dir(run_dir, needed_bytes=state_bytes * (job.keep_last + 2))
