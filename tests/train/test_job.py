@@ -92,3 +92,14 @@ def test_unwritable_run_dir_fails_before_training(tmp_path, capsys):
     blocker.write_text("not a directory")
     assert main(["train", "--output", str(blocker / "run"), "--max-steps", "1"]) == 2
     assert "cannot write to the run directory" in capsys.readouterr().err
+
+
+def test_finetune_from_pretrained_gets_a_new_head(tmp_path, tiny_config):
+    source = efficientformer.create_model(tiny_config, num_classes=5)
+    path = efficientformer.save_checkpoint(source, tmp_path / "pretrained.safetensors")
+    assert main(["train", "--model", "efficientformerv2_test", "--recipe", "finetune", "--pretrained", str(path),
+                 "--img-size", "64", "--max-steps", "0", "--output", str(tmp_path / "run")]) == 0
+    tuned = load_file(tmp_path / "run" / "last.safetensors")
+    assert tuned["head.weight"].shape == (10, source.head.weight.shape[1])
+    assert torch.equal(tuned["stem.conv1.conv.weight"], source.stem.conv1.conv.weight)
+    assert not torch.equal(tuned["head.weight"][:5], source.head.weight)
