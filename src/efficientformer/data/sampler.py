@@ -1,7 +1,8 @@
 """A resumable, shardable epoch sampler: the order is a pure function of (seed, epoch).
 
 Each epoch draws one permutation (optionally repeated `repeats` times for DeiT's repeated
-augmentation), pads it to a multiple of the world size, and gives rank r every world_size-th index.
+augmentation, yielding (index, copy) keys so every copy gets its own augmentation from
+`AugmentedDataset`), pads it to a multiple of the world size, and gives rank r every world_size-th key.
 `start` skips the samples this rank already consumed, so a run killed mid-epoch resumes on exactly
 the next batch.
 """
@@ -13,15 +14,10 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-
-def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A torch.Generator for (seed, epoch, stream); streams keep unrelated draws independent."""
-    generator = torch.Generator()
-    generator.manual_seed((seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2 ** 63))
-    return generator
+from efficientformer.data.seeding import SAMPLER_STREAM, sample_generator
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler):
     """Indices of one rank for one epoch; call `set_epoch(epoch, start)` before iterating.
 
     Args:
@@ -61,23 +57,24 @@ class EpochSampler(Sampler[int]):
             return self.length // self.world_size
         return -(-self.length // self.world_size)
 
-    def _indices(self) -> list[int]:
+    def _indices(self) -> list:
         if self.shuffle:
-            order = torch.randperm(self.length, generator=epoch_generator(self.seed, self.epoch)).tolist()
+            generator = sample_generator(self.seed, self.epoch, 0, stream=SAMPLER_STREAM)
+            order = torch.randperm(self.length, generator=generator).tolist()
         else:
             order = list(range(self.length))
         if self.repeats > 1:
-            order = [index for index in order for _ in range(self.repeats)][:self.length]
+            order = [(index, copy) for index in order for copy in range(self.repeats)][:self.length]
         total = self.per_rank() * self.world_size
         if total > len(order):
             order += order[: total - len(order)]
         return order[:total][self.rank::self.world_size]
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator:
         return iter(self._indices()[self.start:])
 
     def __len__(self) -> int:
         return max(0, self.per_rank() - self.start)
 
 
-__all__ = ["EpochSampler", "epoch_generator"]
+__all__ = ["EpochSampler"]

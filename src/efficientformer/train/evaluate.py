@@ -10,7 +10,8 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from efficientformer.factory import create_model, load_model
-from efficientformer.train.job import EVAL_CROP_PCT, _datasets_for, _device, _Transformed
+from efficientformer.data.transforms import AugmentedDataset, EvalTransform
+from efficientformer.train.job import EVAL_CROP_PCT, _datasets_for, _device
 from efficientformer.train.loop import evaluate
 from efficientformer.train.report import plot_confusion, write_per_class
 from efficientformer.utils.io import atomic_write
@@ -36,7 +37,7 @@ def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | N
         raise ValueError(f"the model predicts {net.num_classes} classes but {data or 'the embedded dataset'} has "
                          f"{len(classes)}")
     crop = 1.0 if data is None else EVAL_CROP_PCT
-    loader = DataLoader(_Transformed(val_set, net.config.img_size[0], crop), batch_size=batch_size,
+    loader = DataLoader(AugmentedDataset(val_set, EvalTransform(net.config.img_size, crop)), batch_size=batch_size,
                         num_workers=num_workers)
     result = evaluate(net, loader, len(classes), target)
     out = Path(output)

@@ -19,11 +19,13 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from efficientformer.data.embedded import DigitsDataset
-from efficientformer.data.preprocess import eval_transform
-from efficientformer.data.sampler import EpochSampler, epoch_generator
+from efficientformer.data.mixup import Mixup
+from efficientformer.data.sampler import EpochSampler
+from efficientformer.data.seeding import MIXUP_STREAM, sample_generator
+from efficientformer.data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from efficientformer.factory import create_model
 from efficientformer.train.distributed import (
     all_reduce_sum,
@@ -82,22 +84,6 @@ class TrainJob:
     def to_dict(self) -> dict[str, Any]:
         return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recipe"},
                 "recipe": self.recipe.to_dict()}
-
-
-class _Transformed(Dataset):
-    """(PIL image, label) -> (normalised tensor, label) with the eval preprocessing at the recipe's size."""
-
-    def __init__(self, base, img_size: int, crop_pct: float) -> None:
-        self.base = base
-        self.img_size = img_size
-        self.crop_pct = crop_pct
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int):
-        image, label = self.base[index]
-        return eval_transform(image, self.img_size, crop_pct=self.crop_pct), label
 
 
 def _device(name: str) -> torch.device:
@@ -185,8 +171,9 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
                       clip_mode=recipe.clip_mode, clip_grad=recipe.clip_grad, amp_dtype=amp_dtype, scaler=scaler,
                       ema=ema)
 
-    train_data = _Transformed(train_set, recipe.img_size, 1.0)
-    val_data = _Transformed(val_set, recipe.img_size, 1.0)
+    train_data = AugmentedDataset(train_set, TrainTransform.from_recipe(recipe), seed=recipe.seed)
+    val_data = AugmentedDataset(val_set, EvalTransform(recipe.img_size, recipe.crop_pct), seed=recipe.seed)
+    mixup = Mixup.from_recipe(recipe, num_classes=len(classes))
     val_shard = Subset(val_data, range(info.rank, len(val_data), info.world_size))
     sampler = EpochSampler(len(train_data), shuffle=True, seed=recipe.seed, rank=info.rank,
                            world_size=info.world_size, repeats=recipe.repeated_aug, drop_last=True)
@@ -228,8 +215,14 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
         while position.epoch < recipe.epochs:
             epoch = position.epoch
             sampler.set_epoch(epoch, start=position.step * recipe.batch_size)
+            train_data.set_epoch(epoch)  # before the loader starts its workers
+            # An explicit generator keeps the loader from drawing its worker base seed from the global RNG,
+            # which drop path uses: a resumed run must see the same global RNG stream as an uninterrupted one.
             loader = DataLoader(train_data, batch_size=recipe.batch_size, sampler=sampler, drop_last=True,
-                                num_workers=job.num_workers, generator=epoch_generator(recipe.seed, epoch, 1))
+                                num_workers=job.num_workers, generator=torch.Generator().manual_seed(recipe.seed))
+            if mixup.enabled:  # one generator per (epoch, step): resumable and independent of workers
+                ctx.mix = lambda x, y, step, epoch=epoch: mixup(
+                    x, y, sample_generator(recipe.seed, epoch, step, stream=MIXUP_STREAM))
             remaining = None if job.max_steps is None else job.max_steps - position.global_step
             batches = _take(loader, remaining)
 

@@ -8,14 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from efficientformer.data.mixup import smoothed_targets as smooth_one_hot
+
 DISTILLATION_MODES = ("none", "soft", "hard")
-
-
-def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
-    """(B,) class indices -> (B, classes) targets with `smoothing` spread uniformly over all classes."""
-    off = smoothing / num_classes
-    targets = torch.full((labels.shape[0], num_classes), off, device=labels.device)
-    return targets.scatter_(1, labels.view(-1, 1), 1.0 - smoothing + off)
 
 
 class SoftTargetCrossEntropy(nn.Module):
