@@ -11,14 +11,13 @@ latency in ms and the speed-up of each over unfused eager.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import torch
 
 import efficientformer
+from efficientformer.utils.machine import machine_line
 
 
 def time_models(models: dict, inputs: dict, rounds: int, warmup: int) -> dict[str, list[float]]:
@@ -38,18 +37,6 @@ def time_models(models: dict, inputs: dict, rounds: int, warmup: int) -> dict[st
     return times
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -64,8 +51,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {time.strftime('%Y-%m-%d')} | {cpu_name()} ({os.cpu_count()} cores) | "
-          f"{args.threads} threads | torch {torch.__version__} | python {platform.python_version()}")
+    print(f"# {machine_line()}")
     print("| model | batch | eager ms | fused ms | fused+CL ms | compiled ms | fused x | fused+CL x | compiled x |")
     print("|---|---|---|---|---|---|---|---|---|")
     for variant in args.variants.split(","):

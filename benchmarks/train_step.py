@@ -11,8 +11,6 @@ our loop. Prints images/s and ratios against the plain loop.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
@@ -20,20 +18,10 @@ import torch
 import torch.nn.functional as F
 
 import efficientformer
+from efficientformer.utils.machine import machine_line
 from efficientformer.train.loop import StepContext, train_steps
 from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
 from efficientformer.train.optim import CosineSchedule, create_optimizer
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def plain_loop(model, optimizer, batches) -> None:
@@ -63,8 +51,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-bf16", action="store_true", help="skip bf16 autocast (very slow on CPUs without bf16)")
     args = parser.parse_args()
-    print(f"# {time.strftime('%Y-%m-%d')} | {cpu_name()} ({os.cpu_count()} cores) | {torch.get_num_threads()} threads"
-          f" | torch {torch.__version__} | {args.model}, batch {args.batch}, {args.steps} steps x {args.rounds} rounds")
+    print(f"# {machine_line()} | {args.model}, batch {args.batch}, {args.steps} steps x {args.rounds} rounds")
     print("| img size | variant | images/s | vs plain |")
     print("|---|---|---|---|")
     for size in (int(s) for s in args.sizes.split(",")):

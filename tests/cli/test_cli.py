@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from efficientformer import create_model, save_checkpoint
+from efficientformer import save_checkpoint
 from efficientformer.cli import COMMANDS, main
 from efficientformer.data import sample_image_path
 from efficientformer.predict import predict
