@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from efficientformer.data.folder import SkippedSample
 from efficientformer.data.preprocess import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, eval_transform, to_rgb
 from efficientformer.data.randaugment import RandAugment, RandAugmentConfig, parse_rand_augment
 from efficientformer.data.seeding import randint, sample_generator, uniform
@@ -254,19 +255,19 @@ class EvalTransform:
 
 
 class ImageDataset(Protocol):
-    """What AugmentedDataset wraps: (PIL image, label) items, or None for a sample to skip."""
+    """What AugmentedDataset wraps: (PIL image, label) items, or None / a SkippedSample for a sample to skip."""
 
     def __len__(self) -> int: ...
 
-    def __getitem__(self, index: int) -> tuple[Image.Image, int] | None: ...
+    def __getitem__(self, index: int) -> tuple[Image.Image, int] | SkippedSample | None: ...
 
 
 class AugmentedDataset(Dataset):
     """Applies `transform(image, generator)` to a base dataset, seeding each item from (seed, epoch, index).
 
     Items are looked up by index, or by (index, repeat) when a sampler repeats indices within an
-    epoch (repeated augmentation): each copy then gets its own augmentation. None items of the base
-    (unreadable samples it skips) pass through unchanged.
+    epoch (repeated augmentation): each copy then gets its own augmentation. None and SkippedSample
+    items of the base (unreadable samples it skips) pass through unchanged.
 
     The epoch travels to DataLoader workers when they start, i.e. with each new iterator: call
     `set_epoch` before creating it, and do not use persistent_workers.
@@ -291,13 +292,13 @@ class AugmentedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int] | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int] | SkippedSample | None:
         index, repeat = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), 0)
         if index < 0:
             index += len(self)
         item = self.base[index]
-        if item is None:
-            return None
+        if item is None or isinstance(item, SkippedSample):
+            return item
         image, label = item
         generator = sample_generator(self.seed, self.epoch, index, repeat)
         return self.transform(image, generator), label
