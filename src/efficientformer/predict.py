@@ -36,21 +36,29 @@ def class_names(num_classes: int) -> list[str]:
 
 def prepare_model(model: str | os.PathLike | ModelConfig | None = None,
                   weights: str | os.PathLike | None = None,
-                  device: str | torch.device | None = None) -> tuple[EfficientFormerV2, bool]:
+                  device: str | torch.device | None = None, *, num_classes: int | None = None,
+                  img_size: int | tuple[int, int] | None = None) -> tuple[EfficientFormerV2, bool]:
     """The model to predict with, in eval mode, and whether it has trained weights.
 
     Args:
         model: registry name, alias or config JSON; optional when `weights` says which model it is.
         weights: a checkpoint file (any layout; rebuilt with `load_model`) or a weight tag
             (downloaded through the zoo). Without weights the model is randomly initialised.
+        num_classes, img_size: override the config as in `create_model` (bias tables are resampled;
+            a new class count gets fresh heads).
     """
     if model is None and weights is None:
         raise ValueError("give a model (name, alias or config JSON) and/or weights (a checkpoint file or weight tag)")
+    overrides = {key: value for key, value in (("num_classes", num_classes), ("img_size", img_size))
+                 if value is not None}
     if weights is None:
-        return create_model(model, device=device).eval(), False
+        return create_model(model, device=device, **overrides).eval(), False
     text = str(weights)
     path = Path(text)
     if path.is_file():
+        if overrides:
+            config = load_model(path, model=model).config
+            return create_model(config, pretrained=path, device=device, **overrides).eval(), True
         return load_model(path, model=model, device=device), True
     if os.sep in text or "/" in text or text.endswith(_CHECKPOINT_SUFFIXES):
         raise FileNotFoundError(f"weights file {path} does not exist")
@@ -59,7 +67,7 @@ def prepare_model(model: str | os.PathLike | ModelConfig | None = None,
             raise KeyError(f"weights {text!r} are neither a file nor a known weight tag "
                            f"(known tags: {', '.join(WEIGHTS) or 'none'})")
         model = WEIGHTS[text].model
-    return create_model(model, pretrained=text, device=device).eval(), True
+    return create_model(model, pretrained=text, device=device, **overrides).eval(), True
 
 
 def load_images(images: Sequence[str | os.PathLike | Image.Image], img_size: tuple[int, int],

@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "predict": "efficientformer.cli.predict",
     "train": "efficientformer.cli.train",
     "eval": "efficientformer.cli.eval",
+    "data": "efficientformer.cli.data",
+    "export": "efficientformer.cli.export",
 }
 
 # Library errors shown as one red line (exit code 2); anything else is a bug and keeps its traceback.

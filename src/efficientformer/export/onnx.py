@@ -1,0 +1,177 @@
+"""ONNX export with torch's dynamo exporter, and the parity check on onnxruntime.
+
+The exported graph is that of the fused model (`efficientformer.fuse`: BN, layer scales and the
+attention scale folded into convs, bias tables frozen as constants, one averaged head), traced by
+`torch.export` and translated by onnxscript. With torch 2.13 the file uses opset 20 of the default
+ONNX domain (`DEFAULT_OPSET`, torch's default; GELU is the opset-20 `Gelu` op) and IR version 10;
+`opset=17` or `18` give files for older runtimes (GELU is then written with `Erf`). The input is
+`images`, float32 (batch, 3, H, W); the output `logits` (or `features` for `num_classes=0`).
+
+onnx, onnxscript and onnxruntime are optional (`pip install 'efficientformer[onnx]'`) and are
+imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
+from efficientformer.models.fuse import fuse
+from efficientformer.utils import atomic_write
+
+DEFAULT_OPSET = 20
+DEFAULT_ATOL = 1e-4
+INPUT_NAME = "images"
+BATCH_DIM = "batch"
+EXTRA = "onnx"
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """What `export_onnx` wrote.
+
+    Attributes:
+        input_shape: (batch, 3, H, W); batch is the string "batch" when it is dynamic.
+    """
+
+    path: Path
+    opset: int
+    ir_version: int
+    input_name: str
+    output_name: str
+    input_shape: tuple[int | str, ...]
+    num_bytes: int
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """True when the batch dimension is symbolic."""
+        return isinstance(self.input_shape[0], str)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        return {**dataclasses.asdict(self), "path": str(self.path), "input_shape": list(self.input_shape),
+                "dynamic_batch": self.dynamic_batch}
+
+
+def _image_size(model: nn.Module, img_size: int | tuple[int, int] | None) -> tuple[int, int]:
+    if img_size is None:
+        config = getattr(model, "config", None)
+        if config is None or getattr(config, "img_size", None) is None:
+            raise ValueError(f"{type(model).__name__} has no config.img_size: give img_size to export it")
+        img_size = config.img_size
+    if isinstance(img_size, int):
+        return (img_size, img_size)
+    height, width = (int(v) for v in img_size)
+    return (height, width)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's known noise (absent torchvision ops, a torch-internal FutureWarning)."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple[int, int] | None = None,
+                dynamic_batch: bool = True, opset: int | None = None) -> OnnxExport:
+    """Write the fused, eval-mode `model` to an ONNX file (atomically: a reader never sees a partial file).
+
+    Args:
+        model: an EfficientFormerV2, or any module whose parts expose `.fuse()` (e.g. MobileNetV2);
+            it is not modified.
+        img_size: input (height, width) or an int for a square; default the model's `config.img_size`.
+        dynamic_batch: make the batch dimension symbolic ("batch"); else the file takes batch 1 only.
+        opset: ONNX opset of the default domain; default `DEFAULT_OPSET` (torch's default).
+    """
+    require("onnx", EXTRA)
+    require("onnxscript", EXTRA)
+    if getattr(model, "features_only", False):
+        raise ValueError("ONNX export of a features_only model is not supported; export the classifier model")
+    height, width = _image_size(model, img_size)
+    path = Path(path)
+    fused = fuse(model).to(device="cpu", dtype=torch.float32)
+    output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
+    # Batch 2 for a dynamic batch: torch.export specialises dimensions of size 1.
+    example = torch.zeros(2 if dynamic_batch else 1, 3, height, width)  # (B, 3, H, W)
+    dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
+    with _quiet_exporter():
+        program = torch.onnx.export(fused, (example,), dynamo=True, verbose=False, opset_version=opset,
+                                    input_names=[INPUT_NAME], output_names=[output_name],
+                                    dynamic_shapes=dynamic_shapes)
+    proto = program.model_proto
+    data = proto.SerializeToString()
+    with atomic_write(path) as handle:
+        handle.write(data)
+    opset_used = next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+    shape = (BATCH_DIM if dynamic_batch else 1, 3, height, width)
+    return OnnxExport(path=path, opset=opset_used, ir_version=proto.ir_version, input_name=INPUT_NAME,
+                      output_name=output_name, input_shape=shape, num_bytes=len(data))
+
+
+def onnxruntime_session(path: str | os.PathLike) -> Any:
+    """An onnxruntime CPU InferenceSession for an ONNX file, with errors that name the file."""
+    ort = require("onnxruntime", EXTRA)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file {path} does not exist")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
+        raise ValueError(f"onnxruntime cannot load {path}: {error}") from None
+
+
+def check_onnx_parity(model: nn.Module, path: str | os.PathLike, *, atol: float = DEFAULT_ATOL,
+                      images: torch.Tensor | None = None) -> ParityReport:
+    """Run an ONNX file on onnxruntime and compare it with eager `model` on the parity images.
+
+    The image size is read from the file's input. A file with a dynamic batch gets all images in one
+    batch, one with a static batch gets them in batches of that size.
+
+    Args:
+        model: the eager model the file was exported from (compared unfused, in eval mode).
+        atol: tolerance on the largest absolute output difference (1e-4 for fp32).
+        images: (N, 3, H, W) preprocessed inputs; default `parity_images` at the file's input size.
+
+    Raises:
+        ParityError: the outputs differ by more than `atol`; `.report` holds the numbers.
+    """
+    ort = require("onnxruntime", EXTRA)
+    session = onnxruntime_session(path)
+    (model_input,) = session.get_inputs()
+    batch_dim, _, height, width = model_input.shape
+    static_batch = batch_dim if isinstance(batch_dim, int) else None
+    if images is None:
+        if not (isinstance(height, int) and isinstance(width, int)):
+            raise ValueError(f"{path} has a dynamic image size {model_input.shape}: pass the parity images")
+        images = parity_images((height, width))
+        if static_batch is not None and len(images) % static_batch:
+            images = images[:len(images) - len(images) % static_batch]
+
+    def run(batch):
+        return session.run(None, {model_input.name: batch})[0]
+
+    return check_parity(model, run, images, atol=atol, format="onnx", runtime=f"onnxruntime {ort.__version__}",
+                        batch_size=static_batch, path=str(path))
+
+
+__all__ = ["DEFAULT_ATOL", "DEFAULT_OPSET", "OnnxExport", "check_onnx_parity", "export_onnx", "onnxruntime_session"]
