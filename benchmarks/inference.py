@@ -11,35 +11,20 @@ latency in ms and the speed-up of each over unfused eager.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import efficientformer
+from efficientformer.bench.timing import time_interleaved
 from efficientformer.utils.machine import machine_line
 
 
-def time_models(models: dict, inputs: dict, rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Interleaved timing: `rounds` rounds, each running every model once; returns ms per model."""
-    times = {name: [] for name in models}
-    names = list(models)
-    with torch.inference_mode():
-        for name in names:
-            for _ in range(warmup):
-                models[name](inputs[name])
-        for index in range(rounds):
-            order = names[index % len(names):] + names[:index % len(names)]
-            for name in order:
-                start = time.perf_counter()
-                models[name](inputs[name])
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return times
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+def timed_call(model, x):
+    """A zero-argument callable running `model(x)` without autograd."""
+    def call():
+        with torch.inference_mode():
+            model(x)
+    return call
 
 
 def main() -> None:
@@ -65,9 +50,10 @@ def main() -> None:
                 models["compiled"] = efficientformer.fuse(model, channels_last=True, compile=True)
                 inputs["compiled"] = inputs["fused_cl"]
             rounds = max(5, args.rounds // batch if batch > 1 else args.rounds)
-            times = time_models(models, inputs, rounds=rounds, warmup=3)
-            median = {name: statistics.median(values) for name, values in times.items()}
-            cells = [f"{median[n]:.2f} (p90 {percentile(times[n], 0.9):.2f})" if n in median else "-"
+            timings = time_interleaved({name: timed_call(models[name], inputs[name]) for name in models},
+                                       warmup=3, repeats=rounds, description=f"{variant} batch {batch}")
+            median = {name: timing.median_ms for name, timing in timings.items()}
+            cells = [f"{median[n]:.2f} (p90 {timings[n].p90_ms:.2f})" if n in median else "-"
                      for n in ("eager", "fused", "fused_cl", "compiled")]
             ratios = [f"{median['eager'] / median[n]:.2f}" if n in median else "-"
                       for n in ("fused", "fused_cl", "compiled")]
