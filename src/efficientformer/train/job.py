@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
@@ -41,6 +42,7 @@ from efficientformer.train.optim import CosineSchedule, create_optimizer
 from efficientformer.train.recipes import DEFAULT, TrainRecipe
 from efficientformer.train.report import plot_confusion, plot_curves, read_metrics, write_csv, write_per_class
 from efficientformer.train.state import Position, latest_state, load_state, prune_states, save_state
+from efficientformer.train.task import ClassificationTask, TrainTask
 from efficientformer.train.teacher import load_teacher
 from efficientformer.utils.io import atomic_write
 from efficientformer.utils.progress import progress_bar
@@ -117,25 +119,59 @@ def check_run_dir(path: Path, needed_bytes: int) -> None:
                       f"{needed_bytes / 2**20:.0f} MiB")
 
 
-def run_training(job: TrainJob) -> dict[str, Any]:
+def run_training(job: TrainJob, *, model: nn.Module | None = None, task: TrainTask | None = None) -> dict[str, Any]:
     """Train as `job` says; returns the final summary (also the last line of metrics.jsonl).
 
     Under torchrun every process runs this; only rank 0 writes files.
+
+    Args:
+        model: the network to train instead of building `job.model` (e.g. a search supernet): an
+            EfficientFormerV2 (or subclass) built for the run's class count and `recipe.img_size`,
+            on any device (it is moved to the run's). Its `config` names the architecture in the
+            saved weights. Not combinable with `job.pretrained` (load weights into it first).
+        task: what each step computes (train/task.py TrainTask contract); default
+            ClassificationTask over the recipe's criterion (label smoothing, distillation). A
+            custom task owns its loss, so the recipe's distillation must be 'none'.
+        Everything else (data, optimiser, schedule, DDP, checkpoints, exact resume, EMA,
+        evaluation, reports) is the job's.
     """
     info, device = init_distributed(_device(job.device))
     try:
-        return _run(job, info, device)
+        return _run(job, info, device, model, task)
     finally:
         cleanup(info)
 
 
-def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
+def _check_model(model: nn.Module, num_classes: int, img_size: int) -> None:
+    """A caller-supplied model must fit the run's data."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(model, "num_classes"):
+        raise TypeError(f"run_training(model=...) needs an EfficientFormerV2 (or subclass), got {type(model).__name__}")
+    if model.num_classes != num_classes:
+        raise ValueError(f"the supplied model predicts {model.num_classes} classes but the training data has "
+                         f"{num_classes}")
+    if tuple(config.img_size) != (img_size, img_size):
+        raise ValueError(f"the supplied model is built for img_size {tuple(config.img_size)} but the recipe trains "
+                         f"at {img_size}")
+
+
+def _run(job: TrainJob, info, device: torch.device, model: nn.Module | None,
+         task: TrainTask | None) -> dict[str, Any]:
     recipe = job.recipe
     run_dir = Path(job.output)
     torch.manual_seed(recipe.seed)
     train_set, val_set, classes = _datasets_for(job.data, recipe.img_size)
-    model = create_model(job.model, num_classes=len(classes), img_size=recipe.img_size,
-                         pretrained=job.pretrained).to(device)
+    if model is None:
+        model = create_model(job.model, num_classes=len(classes), img_size=recipe.img_size,
+                             pretrained=job.pretrained)
+    else:
+        if job.pretrained is not None:
+            raise ValueError("run_training(model=...) with job.pretrained: load the weights into the model first")
+        _check_model(model, len(classes), recipe.img_size)
+    if task is not None and recipe.distillation != "none":
+        raise ValueError(f"a custom training task ({type(task).__name__}) owns its loss: set the recipe's "
+                         f"distillation to 'none' (--set distillation=none)")
+    model = model.to(device)
     state_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) * (4 + (recipe.ema is True))
     if info.is_main:
         check_run_dir(run_dir, needed_bytes=state_bytes * (job.keep_last + 2))
@@ -147,7 +183,8 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
     net = model
     if info.enabled:
         convert_sync_batchnorm(model)  # the paper trains with SyncBN: statistics over the global batch
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      find_unused_parameters=getattr(task, "find_unused_parameters", False))
     global_batch = recipe.batch_size * info.world_size
     optimizer = create_optimizer(model, recipe.lr(global_batch), recipe.weight_decay, recipe.opt_eps, recipe.betas)
     schedule = CosineSchedule(recipe.lr(global_batch), recipe.epochs, recipe.warmup_epochs, recipe.warmup_lr,
@@ -165,9 +202,11 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
                              f"or turn distillation off")
         teacher = load_teacher(job.teacher, device)
         model.set_distilled_training(True)
-    criterion = DistillationLoss(SoftTargetCrossEntropy(recipe.smoothing), teacher, mode=recipe.distillation,
-                                 alpha=recipe.distillation_alpha, tau=recipe.distillation_tau)
-    ctx = StepContext(model=net, criterion=criterion, optimizer=optimizer, schedule=schedule, device=device,
+    if task is None:
+        task = ClassificationTask(DistillationLoss(SoftTargetCrossEntropy(recipe.smoothing), teacher,
+                                                   mode=recipe.distillation, alpha=recipe.distillation_alpha,
+                                                   tau=recipe.distillation_tau))
+    ctx = StepContext(model=net, task=task, optimizer=optimizer, schedule=schedule, device=device,
                       clip_mode=recipe.clip_mode, clip_grad=recipe.clip_grad, amp_dtype=amp_dtype, scaler=scaler,
                       ema=ema)
 
@@ -241,6 +280,10 @@ def _run(job: TrainJob, info, device: torch.device) -> dict[str, Any]:
             if position.step < steps_per_epoch:  # stopped by max_steps
                 save(position)
                 break
+            prepare_eval = getattr(task, "prepare_eval", None)
+            for module in (model, None if ema is None else ema.module):
+                if prepare_eval is not None and module is not None:
+                    prepare_eval(module)
             metrics = evaluate(model, DataLoader(val_shard, batch_size=recipe.batch_size), len(classes), device,
                                reduce=reduce)
             summary = {"epoch": epoch + 1, "train_loss": result.loss, "lr": result.lr, "val_loss": metrics.loss,

@@ -12,6 +12,7 @@ from torch import nn
 
 from efficientformer.train.ema import ModelEma
 from efficientformer.train.optim import CosineSchedule, clip_gradients_
+from efficientformer.train.task import ClassificationTask, StepInfo, TrainTask
 
 
 class NonFiniteLossError(RuntimeError):
@@ -20,19 +21,42 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class StepContext:
-    """What a training step needs besides the batch; built once per run."""
+    """What a training step needs besides the batch; built once per run.
+
+    Args:
+        task: what a step computes (forward + backward, train/task.py); default ClassificationTask(criterion).
+        criterion: shorthand for `task=ClassificationTask(criterion)`.
+        agree_images: under DDP with skipped images, maps this rank's image count to the smallest
+            count over all ranks, so that every rank skips an all-skipped batch together.
+    """
 
     model: nn.Module
-    criterion: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: CosineSchedule
     device: torch.device
+    task: TrainTask | None = None
+    criterion: nn.Module | None = None
     clip_mode: str = "none"
     clip_grad: float = 0.0
     amp_dtype: torch.dtype | None = None
     scaler: torch.amp.GradScaler | None = None
     ema: ModelEma | None = None
     mix: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+    agree_images: Callable[[int], int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.task is None:
+            if self.criterion is None:
+                raise ValueError("StepContext needs a task or a criterion")
+            self.task = ClassificationTask(self.criterion)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate `loss`, scaled when training in fp16 (the `backward` a task gets)."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def autocast(self):
+        """The autocast context of the run's AMP dtype (a no-op in fp32)."""
+        return _autocast(self.device, self.amp_dtype)
 
 
 @dataclass
@@ -52,8 +76,10 @@ def train_steps(ctx: StepContext, batches: Iterable, epoch: int, start_step: int
                 on_step: Callable[[int, float, float, int], None] | None = None) -> EpochResult:
     """Run the optimiser over `batches` (the rest of `epoch` from `start_step`).
 
-    A batch is (images, labels) or (images, labels, skipped_paths). `on_step(step, loss, lr,
-    images)` is called after each step (logging, progress, step checkpoints).
+    A batch is (images, labels) or (images, labels, skipped_paths) (data.folder.collate_skip_none);
+    a batch may hold fewer images than the batch size. One whose images were all skipped is a step
+    without an update: nothing is computed or stepped, and `on_step` gets loss NaN and 0 images.
+    `on_step(step, loss, lr, images)` is called after each step (logging, progress, step checkpoints).
 
     Raises:
         NonFiniteLossError: the loss is NaN or infinite (nothing is stepped for that batch).
@@ -66,28 +92,32 @@ def train_steps(ctx: StepContext, batches: Iterable, epoch: int, start_step: int
         inputs, targets = batch[0], batch[1]
         if len(batch) > 2:
             skipped.extend(batch[2])
+        lr = ctx.schedule.apply(ctx.optimizer, epoch, step, steps_per_epoch)
+        count = int(targets.shape[0])
+        if ctx.agree_images is not None:
+            count = ctx.agree_images(count)
+        if count == 0:
+            if on_step is not None:
+                on_step(step, math.nan, lr, 0)
+            continue
         inputs = inputs.to(ctx.device, non_blocking=True)
         targets = targets.to(ctx.device, non_blocking=True)
         if ctx.mix is not None:
             inputs, targets = ctx.mix(inputs, targets, step)
-        lr = ctx.schedule.apply(ctx.optimizer, epoch, step, steps_per_epoch)
-        with _autocast(ctx.device, ctx.amp_dtype):
-            outputs = ctx.model(inputs)
-            loss = ctx.criterion(inputs, outputs, targets)
-        value = loss.item()
+        ctx.optimizer.zero_grad(set_to_none=True)
+        output = ctx.task.step(ctx.model, inputs, targets, autocast=ctx.autocast, backward=ctx.backward,
+                               info=StepInfo(epoch, step, steps_per_epoch))
+        value = float(output.loss)
         if not math.isfinite(value):
             raise NonFiniteLossError(f"the loss is {value} at epoch {epoch}, step {step} (lr {lr:.3g}); stopping. "
                                      f"Lower the learning rate or enable gradient clipping; the last checkpoint "
                                      f"is intact")
-        ctx.optimizer.zero_grad(set_to_none=True)
         if ctx.scaler is not None:
-            ctx.scaler.scale(loss).backward()
             ctx.scaler.unscale_(ctx.optimizer)
             clip_gradients_(ctx.model.parameters(), ctx.clip_mode, ctx.clip_grad)
-            ctx.scaler.step(ctx.optimizer)
+            ctx.scaler.step(ctx.optimizer)  # skipped by the scaler when fp16 gradients overflowed
             ctx.scaler.update()
         else:
-            loss.backward()
             clip_gradients_(ctx.model.parameters(), ctx.clip_mode, ctx.clip_grad)
             ctx.optimizer.step()
         if ctx.ema is not None:
