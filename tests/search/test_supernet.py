@@ -1,0 +1,204 @@
+"""The supernet: subnets extracted as plain models give the supernet's outputs; published variants are subnets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from support import randomize_, sample_input
+
+from efficientformer.factory import load_model
+from efficientformer.models import get_config
+from efficientformer.models.blocks import Attention2d, Block, Mlp
+from efficientformer.models.efficientformer_v2 import EfficientFormerV2
+from efficientformer.models.summary import param_count
+from efficientformer.search.elastic import ElasticAttention2d, ElasticBatchNorm2d, ElasticMlp
+from efficientformer.search.space import DEFAULT_SPACE, TINY_SPACE
+from efficientformer.search.supernet import (
+    Supernet,
+    load_subnet_weights,
+    load_supernet,
+    read_space,
+    recalibrate_bn,
+    save_supernet,
+)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small convs on a loaded 2-core machine: OpenMP threads waiting on each other cost more than they give.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+PUBLISHED_PARAMS = {"s0": 3_600_256, "s1": 6_185_560, "s2": 12_710_112, "l": 26_322_288}
+
+
+@pytest.fixture(scope="module")
+def tiny_supernet():
+    torch.manual_seed(0)
+    return randomize_(Supernet(TINY_SPACE)).eval()
+
+
+def _subnets(supernet, count, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [supernet.largest(), supernet.smallest()] + [supernet.sample(generator) for _ in range(count)]
+
+
+def test_extract_matches_the_active_subnet(tiny_supernet):
+    x = sample_input(2, 64, 64)
+    configs = _subnets(tiny_supernet, 6)
+    outputs = []
+    for config in configs:
+        tiny_supernet.set_active(config)
+        assert tiny_supernet.active == config
+        with torch.no_grad():
+            expected = tiny_supernet(x)
+            model = tiny_supernet.extract(config)
+            got = model(x)
+        assert type(model) is EfficientFormerV2 and model.config == config and not model.training
+        assert sum(p.numel() for p in model.parameters()) == param_count(config)
+        assert not any("Elastic" in type(m).__name__ for m in model.modules())
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+        outputs.append(expected)
+    # The subnets really differ (the test would pass trivially if set_active did nothing).
+    assert (outputs[0] - outputs[1]).abs().max() > 1e-3
+
+
+def test_max_subnet_state_dict_is_a_plain_max_model(tiny_supernet):
+    plain = EfficientFormerV2(TINY_SPACE.max_config()).eval()
+    plain.load_state_dict(tiny_supernet.state_dict(), strict=True)
+    tiny_supernet.set_active(tiny_supernet.largest())
+    x = sample_input(2, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), tiny_supernet(x), rtol=0, atol=1e-5)
+
+
+def test_subnet_weights_load_back_into_the_supernet():
+    """Warm start: a plain subnet's weights (e.g. released L into the paper space) go into the shared slices."""
+    supernet = randomize_(Supernet(TINY_SPACE), seed=1).eval()
+    config = _subnets(supernet, 3, seed=5)[-1]
+    trained = randomize_(supernet.extract(config), seed=2)
+    load_subnet_weights(supernet, trained)
+    x = sample_input(2, 64, 64)
+    supernet.set_active(config)
+    with torch.no_grad():
+        torch.testing.assert_close(supernet(x), trained(x), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="not in search space"):
+        load_subnet_weights(supernet, EfficientFormerV2(get_config("efficientformerv2_test").replace(
+            stages=(*config.stages[:3], config.stages[3].__class__(depth=1, width=40, mlp_ratios=(2,))))))
+
+
+def test_freeze_returns_the_plain_block_at_the_active_sizes():
+    mlp = randomize_(ElasticMlp(16, 48)).eval()
+    mlp.set_active(8, 24)
+    frozen = mlp.freeze().eval()
+    assert type(frozen) is Mlp and (frozen.dim, frozen.hidden) == (8, 24)
+    x = torch.randn(2, 8, 5, 5)
+    torch.testing.assert_close(frozen(x), mlp(x), rtol=0, atol=1e-6)
+
+    attn = randomize_(ElasticAttention2d(32, (4, 4), num_heads=2, key_dim=8, attn_ratio=2, stride=2)).eval()
+    attn.set_active(16)
+    frozen = attn.freeze().eval()
+    assert type(frozen) is Attention2d and frozen.dim == 16 and frozen.stride_conv is not None
+    x = torch.randn(2, 16, 4, 4)
+    torch.testing.assert_close(frozen(x), attn(x), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"attention width must be an integer in \[1, 32\]"):
+        attn.set_active(40)
+
+
+def test_attention_supernet_block_runs_as_ffn_only(tiny_supernet):
+    # Stage 3 of the tiny space: 3 blocks, the last 2 carry attention. depth 3 with 0 attention blocks
+    # uses supernet blocks 0, 1, 2, i.e. two attention blocks as FFN-only blocks.
+    config = tiny_supernet.largest()
+    stages = list(config.stages)
+    stages[2] = stages[2].__class__(depth=3, width=stages[2].width, mlp_ratios=stages[2].mlp_ratios, num_attn=0)
+    config = TINY_SPACE.make_config(stages).replace(num_classes=config.num_classes)
+    tiny_supernet.set_active(config)
+    blocks = tiny_supernet.stages[2].blocks
+    assert tiny_supernet.stages[2].active_blocks == (0, 1, 2)
+    assert blocks[2].token_mixer is not None and not blocks[2].use_attention
+    model = tiny_supernet.extract(config)
+    assert all(type(b) is Block and b.token_mixer is None for b in model.stages[2].blocks)
+    x = sample_input(1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), tiny_supernet(x), rtol=0, atol=1e-5)
+
+
+def test_set_active_names_what_is_wrong(tiny_supernet):
+    config = tiny_supernet.largest()
+    with pytest.raises(ValueError, match=r"stages\[3\]\.width 40"):
+        stages = (*config.stages[:3], config.stages[3].__class__(depth=1, width=40, mlp_ratios=(2,)))
+        tiny_supernet.set_active(config.replace(stages=stages))
+    with pytest.raises(ValueError, match="num_classes is 7"):
+        tiny_supernet.set_active(config.replace(num_classes=7))
+
+
+def test_recalibrated_supernet_equals_recalibrated_extracted_model():
+    supernet = randomize_(Supernet(TINY_SPACE), seed=3)
+    generator = torch.Generator().manual_seed(4)
+    batches = [torch.randn(8, 3, 64, 64, generator=generator) * 2 + 0.5 for _ in range(3)]
+    config = _subnets(supernet, 2, seed=6)[-1]
+    model = supernet.extract(config)
+    x = sample_input(2, 64, 64)
+    supernet.set_active(config)
+    with torch.no_grad():
+        before = supernet.eval()(x)
+        recalibrate_bn(supernet, batches)
+        recalibrate_bn(model, batches)
+        after = supernet(x)
+        torch.testing.assert_close(model(x), after, rtol=0, atol=1e-5)
+    assert (after - before).abs().max() > 1e-3  # the statistics did change
+    norm = supernet.stem.conv1.bn
+    assert norm.momentum == 0.1 and not norm.training and int(norm.num_batches_tracked) == len(batches)
+    with pytest.raises(ValueError, match="no batches"):
+        recalibrate_bn(supernet, [])
+
+
+def test_keep_bn_statistics_trains_on_batch_statistics_only(tiny_supernet):
+    supernet = randomize_(Supernet(TINY_SPACE), seed=7).train()
+    x = sample_input(4, 64, 64)
+    norm = supernet.stem.conv1.bn
+    assert isinstance(norm, ElasticBatchNorm2d)
+    running = norm.running_mean.clone()
+    supernet.set_active(supernet.smallest())
+    with supernet.keep_bn_statistics():
+        supernet(x)
+    assert torch.equal(norm.running_mean, running) and norm.update_stats
+    supernet(x)
+    width = supernet.smallest().widths[0] // 2
+    assert not torch.equal(norm.running_mean[:width], running[:width])
+    assert torch.equal(norm.running_mean[width:], running[width:])  # channels the subnet does not have
+
+
+def test_save_and_load_supernet(tmp_path, tiny_supernet):
+    path = save_supernet(tiny_supernet, tmp_path / "supernet.safetensors")
+    assert read_space(path) == TINY_SPACE
+    loaded = load_supernet(path)
+    config = _subnets(tiny_supernet, 1, seed=9)[-1]
+    x = sample_input(1, 64, 64)
+    tiny_supernet.set_active(config)
+    loaded.set_active(config)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), tiny_supernet(x), rtol=0, atol=0)
+    plain = load_model(path)  # the same file is a plain max-config checkpoint
+    assert type(plain) is EfficientFormerV2 and plain.config.widths == TINY_SPACE.max_config().widths
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_published_variants_extract_with_exact_params(name):
+    with torch.device("meta"):
+        supernet = Supernet(DEFAULT_SPACE)
+        model = supernet.extract(get_config(name))
+    assert model.config.name == get_config(name).name
+    assert sum(p.numel() for p in model.parameters()) == PUBLISHED_PARAMS[name]
+
+
+def test_s0_from_the_paper_space_matches_the_supernet():
+    torch.manual_seed(0)
+    supernet = Supernet(DEFAULT_SPACE).eval()
+    s0 = get_config("s0")
+    supernet.set_active(s0)
+    x = sample_input(1, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(supernet.extract(s0)(x), supernet(x), rtol=0, atol=1e-5)
