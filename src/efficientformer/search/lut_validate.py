@@ -1,0 +1,135 @@
+"""Does a latency table add up? Predicted (sum of entries) against measured end-to-end latency.
+
+    rows = validate_lut(table, validation_configs(space))      # S0/S1/S2/L when in the space + random subnets
+    calibrate_overhead(table, calibration_configs(space))      # fit the per-network constant, then save
+
+Whole networks are built with `create_model(config)` and run through the same runtime path and
+the same harness (`bench.timing`, batch 1, the table's warm-up/repeats and threads) as the
+entries, interleaved so that load hits all networks alike.
+
+Overhead: what a sum of standalone entries cannot see (per-network dispatch and the first
+layer's input, cache warmth between layers) shows up as a roughly constant difference. It is
+fitted as the median of (measured - sum) over *calibration* networks, random subnets drawn with
+a seed of their own, never the validation networks, and stored in the table's header
+(`overhead`: ms, the calibration networks and their differences).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from efficientformer.bench.timing import time_interleaved
+from efficientformer.factory import create_model
+from efficientformer.models.config import ModelConfig
+from efficientformer.models.registry import get as get_config
+from efficientformer.search.lut import LatencyTable
+from efficientformer.search.runtimes import clock_function, make_runner
+from efficientformer.search.space import SearchSpace
+
+PUBLISHED = ("efficientformerv2_s0", "efficientformerv2_s1", "efficientformerv2_s2", "efficientformerv2_l")
+VALIDATION_SEED = 0
+CALIBRATION_SEED = 1000
+
+
+@dataclass(frozen=True)
+class ValidationRow:
+    """One network: the table's prediction against its measured latency."""
+
+    name: str
+    predicted_ms: float
+    sum_ms: float
+    measured_ms: float
+    measured_p90_ms: float
+
+    @property
+    def error(self) -> float:
+        """Relative error of the prediction, (predicted - measured) / measured."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "predicted_ms": self.predicted_ms, "sum_ms": self.sum_ms,
+                "measured_ms": self.measured_ms, "measured_p90_ms": self.measured_p90_ms, "error": self.error}
+
+
+def _space_of(table: LatencyTable) -> SearchSpace:
+    return SearchSpace.from_dict(table.header["space"])
+
+
+def validation_configs(space: SearchSpace, random_subnets: int = 4, seed: int = VALIDATION_SEED) -> list[ModelConfig]:
+    """S0/S1/S2/L (those that are points of `space`, at its base fields) plus `random_subnets` random subnets."""
+    configs = []
+    for name in PUBLISHED:
+        published = get_config(name)
+        if space.contains(published):
+            configs.append(space.make_config(published.stages, name=name.removeprefix("efficientformerv2_")))
+    generator = torch.Generator().manual_seed(seed)
+    for index in range(random_subnets):
+        configs.append(space.sample(generator).replace(name=f"random-{seed}-{index}"))
+    return configs
+
+
+def calibration_configs(space: SearchSpace, count: int = 3, seed: int = CALIBRATION_SEED) -> list[ModelConfig]:
+    """Random subnets for fitting the overhead: the smallest, the largest and `count - 2` in between."""
+    generator = torch.Generator().manual_seed(seed)
+    configs = [space.min_config().replace(name="calib-min"), space.max_config().replace(name="calib-max")]
+    configs += [space.sample(generator).replace(name=f"calib-{seed}-{i}") for i in range(max(count - 2, 0))]
+    return configs[:max(count, 0)]
+
+
+def measure_networks(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None
+                     ) -> dict[str, tuple[float, float]]:
+    """name -> (median, p90) ms of each whole network on the table's runtime and settings."""
+    header = table.header
+    threads = int(header["threads"])
+    timer = clock_function(header.get("clock", "wall"), threads)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fns = {}
+        for config in configs:
+            model = create_model(config).eval()
+            example = torch.randn(1, config.in_chans, *config.img_size)
+            fns[config.name] = make_runner(model, example, header["runtime"], threads=threads)
+        timings = time_interleaved(fns, warmup=int(header["warmup"]), repeats=int(header["repeats"]),
+                                   progress=progress, description="whole networks", clock=timer)
+    finally:
+        torch.set_num_threads(previous)
+    return {name: (timing.median_ms, timing.p90_ms) for name, timing in timings.items()}
+
+
+def validate_lut(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None
+                 ) -> list[ValidationRow]:
+    """Predicted against measured latency for each config (names must be distinct)."""
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"validate_lut needs distinct config names, got {names}")
+    measured = measure_networks(table, configs, progress=progress)
+    return [ValidationRow(c.name, table.predict(c), table.sum_ms(c), *measured[c.name]) for c in configs]
+
+
+def calibrate_overhead(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None) -> float:
+    """Fit `overhead_ms` = median(measured - sum of entries) over `configs`; stored in the header (not saved)."""
+    if not configs:
+        raise ValueError("calibrate_overhead needs at least one calibration network")
+    measured = measure_networks(table, configs, progress=progress)
+    differences = {c.name: measured[c.name][0] - table.sum_ms(c) for c in configs}
+    overhead = statistics.median(differences.values())
+    table.header["overhead"] = {"ms": overhead, "method": "median of (measured - sum of entries)",
+                                "calibration": differences, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return overhead
+
+
+def summary_line(rows: Sequence[ValidationRow]) -> str:
+    """'mean |error| X%, max |error| Y% over N networks'."""
+    errors = [abs(row.error) for row in rows]
+    return (f"mean |error| {100 * statistics.fmean(errors):.1f}%, max |error| {100 * max(errors):.1f}% over "
+            f"{len(rows)} networks")
+
+
+__all__ = ["CALIBRATION_SEED", "PUBLISHED", "VALIDATION_SEED", "ValidationRow", "calibrate_overhead",
+           "calibration_configs", "measure_networks", "summary_line", "validate_lut", "validation_configs"]

@@ -1,0 +1,116 @@
+"""How the LUT and its validation run a module on a runtime: one zero-argument callable per module.
+
+The same function prepares a single LUT entry and a whole network, so predicted and measured
+latencies go through the same path:
+
+- `torch-eager`: the module in eval mode under `torch.inference_mode()`;
+- `torch-fused`: `models.fuse(module, channels_last=True)` with a channels-last input (BN, layer
+  scales, softmax scale folded; biases frozen), the same preparation as `efficientformer bench`'s;
+- `onnxruntime`: the fused module exported by torch's dynamo exporter (the project's ONNX path,
+  `export.onnx.DEFAULT_OPSET`) with a static batch-1 input, run by a CPU InferenceSession with
+  `threads` intra-op threads and one inter-op thread. `export.onnx.export_onnx` is not used
+  here because it takes 3-channel images only; entries take feature maps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from efficientformer.export.onnx import DEFAULT_OPSET
+from efficientformer.export.parity import require
+from efficientformer.models.fuse import fuse
+
+RUNTIMES = ("torch-eager", "torch-fused", "onnxruntime")
+# "cpu" is the calling thread's CPU time. With one intra-op thread all of torch's and onnxruntime's
+# work runs on the calling thread, so it equals the wall time of an idle machine, while on a shared,
+# loaded machine it leaves out the time other processes hold the core (wall time then inflates long
+# calls more than short ones and breaks additivity). "wall" is perf_counter.
+CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
+
+
+def clock_function(clock: str, threads: int) -> Callable[[], float]:
+    """The timer of `clock` ("cpu" or "wall"); "cpu" only measures correctly with one thread."""
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; known: {', '.join(CLOCKS)}")
+    if clock == "cpu" and threads != 1:
+        raise ValueError(f"clock 'cpu' measures the calling thread only and needs threads=1, got threads={threads}; "
+                         f"use clock 'wall' for multi-threaded latency")
+    return CLOCKS[clock]
+
+
+def runtime_versions(runtime: str) -> dict[str, str]:
+    """Package versions that determine `runtime`'s speed."""
+    versions = {"torch": torch.__version__}
+    if runtime == "onnxruntime":
+        for package in ("onnxruntime", "onnx", "onnxscript"):
+            try:
+                versions[package] = importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                versions[package] = "not installed"
+    return versions
+
+
+@contextlib.contextmanager
+def _quiet() -> None:
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _onnx_runner(fused: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], object]:
+    ort = require("onnxruntime", "onnx")
+    require("onnxscript", "onnx")
+    with tempfile.TemporaryDirectory(prefix="efficientformer-lut-") as directory:
+        path = Path(directory) / "entry.onnx"
+        with _quiet():
+            program = torch.onnx.export(fused, (example,), dynamo=True, verbose=False, opset_version=DEFAULT_OPSET,
+                                        input_names=["x"])
+        path.write_bytes(program.model_proto.SerializeToString())
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: example.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def make_runner(module: nn.Module, example: torch.Tensor, runtime: str, threads: int | None = None
+                ) -> Callable[[], object]:
+    """A callable that runs `module` on `example` once on `runtime` (module must be in eval mode)."""
+    if runtime == "torch-eager":
+        prepared = module.eval()
+    elif runtime == "torch-fused":
+        prepared = fuse(module, channels_last=True)
+        example = example.contiguous(memory_format=torch.channels_last)
+    elif runtime == "onnxruntime":
+        prepared = fuse(module)
+    else:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime":
+        return _onnx_runner(prepared, example, threads or torch.get_num_threads())
+
+    def run() -> object:
+        with torch.inference_mode():
+            return prepared(example)
+
+    return run
+
+
+__all__ = ["CLOCKS", "RUNTIMES", "clock_function", "make_runner", "runtime_versions"]

@@ -1,0 +1,331 @@
+"""Fine-grained joint search by gradual slimming (paper section 4, SPEC 5.1).
+
+    result = slim(space, accuracy_of, latency_of, params_of, target_latency_ms=3.0, target_params=3.5e6,
+                  state_path="search/state.json")
+    result.found                       # a ModelConfig: create_model(result.found) builds it
+
+The search depends only on three callables on a ModelConfig (accuracy in %, latency in ms,
+parameters), OFA-style: the supernet, the latency table and the parameter count are plugged in by
+the caller (`search.run`), tests plug in synthetic ones.
+
+Actions (all kept inside the space; `frontier` lists the applicable ones):
+- `width[s]`: stage s width to the next smaller choice;
+- `ratio[s,b]`: block b of stage s to the next smaller FFN ratio;
+- `depth[s]`: drop the stage's last FFN-only block (depth - 1);
+- `attn[s]`: turn the stage's first attention block into an FFN-only block (num_attn - 1);
+- `drop_attn[s]`: drop the stage's first attention block (depth - 1 and num_attn - 1).
+
+Rule: start from `start` (default the space's largest subnet). Each step evaluates every frontier
+action and takes the one with the smallest accuracy drop per MES gain, ΔAcc/ΔMES with
+ΔAcc = acc(current) - acc(candidate) and ΔMES = MES(candidate) - MES(current). Candidates that do
+not raise the MES (ΔMES <= 0) are never taken, so the MES rises strictly along the trajectory. A
+candidate that keeps or raises accuracy has ΔAcc <= 0, a score <= 0, and beats every lossy one;
+ties go to the larger MES gain, then to the first action in frontier order. Stop when both targets
+are met (a None target counts as met), when no action raises the MES, or after `max_steps`.
+
+Resume: with `state_path`, the trajectory (every step's config and metrics) and every accuracy
+evaluation so far are rewritten atomically after each evaluation; a killed search reloads them,
+continues from the last finished step, and never re-evaluates a subnet it has seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
+from efficientformer.models.config import ModelConfig, StageConfig
+from efficientformer.search.space import SearchSpace, signature
+from efficientformer.utils.io import atomic_write
+from efficientformer.utils.progress import progress_bar
+
+FORMAT = "efficientformer-search/1"
+ACTION_KINDS = ("width", "ratio", "depth", "attn", "drop_attn")
+CSV_FIELDS = ("step", "action", "params", "latency_ms", "mes", "accuracy", "delta_acc", "delta_mes", "score",
+              "candidates", "signature")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One slimming move: `kind` (ACTION_KINDS) on stage `stage` (0-based), block `block` for ratios."""
+
+    kind: str
+    stage: int
+    block: int = -1
+
+    def __str__(self) -> str:
+        return f"{self.kind}[{self.stage},{self.block}]" if self.kind == "ratio" else f"{self.kind}[{self.stage}]"
+
+
+def _with_stage(config: ModelConfig, index: int, stage: StageConfig) -> tuple[StageConfig, ...]:
+    return tuple(stage if i == index else s for i, s in enumerate(config.stages))
+
+
+def apply_action(space: SearchSpace, config: ModelConfig, action: Action) -> ModelConfig | None:
+    """`config` after `action`, or None when the action would leave the space."""
+    stage, choices = config.stages[action.stage], space.stages[action.stage]
+    ratios = list(stage.mlp_ratios)
+    if action.kind == "width":
+        position = choices.widths.index(stage.width)
+        if position == 0:
+            return None
+        new = dataclasses.replace(stage, width=choices.widths[position - 1])
+    elif action.kind == "ratio":
+        position = choices.ratios.index(ratios[action.block])
+        if position == 0:
+            return None
+        ratios[action.block] = choices.ratios[position - 1]
+        new = dataclasses.replace(stage, mlp_ratios=tuple(ratios))
+    elif action.kind == "depth":
+        last_ffn = stage.depth - stage.num_attn - 1
+        if last_ffn < 0 or stage.depth - 1 < choices.min_depth:
+            return None
+        del ratios[last_ffn]
+        new = StageConfig(depth=stage.depth - 1, width=stage.width, mlp_ratios=tuple(ratios), num_attn=stage.num_attn)
+    elif action.kind in ("attn", "drop_attn"):
+        if stage.num_attn - 1 < choices.min_attn:
+            return None
+        if action.kind == "attn":
+            new = dataclasses.replace(stage, num_attn=stage.num_attn - 1)
+        else:
+            if stage.depth - 1 < choices.min_depth:
+                return None
+            del ratios[stage.depth - stage.num_attn]
+            new = StageConfig(depth=stage.depth - 1, width=stage.width, mlp_ratios=tuple(ratios),
+                              num_attn=stage.num_attn - 1)
+    else:
+        raise ValueError(f"unknown action kind {action.kind!r}; known: {', '.join(ACTION_KINDS)}")
+    candidate = config.replace(stages=_with_stage(config, action.stage, new))
+    return candidate if space.contains(candidate) else None
+
+
+def frontier(space: SearchSpace, config: ModelConfig) -> list[tuple[Action, ModelConfig]]:
+    """Every applicable action with the subnet it leads to, in a fixed order (stage by stage)."""
+    moves = []
+    for index, stage in enumerate(config.stages):
+        actions = [Action("width", index)] + [Action("ratio", index, b) for b in range(stage.depth)]
+        actions += [Action("depth", index), Action("attn", index), Action("drop_attn", index)]
+        for action in actions:
+            candidate = apply_action(space, config, action)
+            if candidate is not None:
+                moves.append((action, candidate))
+    return moves
+
+
+@dataclass(frozen=True)
+class Step:
+    """One point of the trajectory (step 0 is the start)."""
+
+    step: int
+    action: str
+    config: ModelConfig
+    params: int
+    latency_ms: float
+    mes: float
+    accuracy: float
+    delta_acc: float = 0.0
+    delta_mes: float = 0.0
+    score: float = 0.0
+    candidates: int = 0
+
+    def row(self) -> dict[str, Any]:
+        return {**{name: getattr(self, name) for name in CSV_FIELDS if name != "signature"},
+                "signature": signature(self.config)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.row(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Step:
+        values = {name: data[name] for name in CSV_FIELDS if name != "signature"}
+        return cls(config=ModelConfig.from_dict(data["config"]), **values)
+
+
+@dataclass
+class SlimResult:
+    """The trajectory, the found architecture (its last step) and why the search stopped."""
+
+    steps: list[Step]
+    targets_met: bool
+    stop_reason: str
+    evaluations: int = 0
+    state_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def found(self) -> Step:
+        return self.steps[-1]
+
+
+def targets_met(step: Step, target_latency_ms: float | None, target_params: float | None) -> bool:
+    """Both targets met (a None target counts as met)."""
+    return ((target_latency_ms is None or step.latency_ms <= target_latency_ms)
+            and (target_params is None or step.params <= target_params))
+
+
+class _State:
+    """The resumable record: steps, cached accuracies and what they were computed for."""
+
+    def __init__(self, path: Path | None, identity: dict[str, Any]) -> None:
+        self.path, self.identity = path, identity
+        self.steps: list[Step] = []
+        self.accuracy: dict[str, float] = {}
+        self.stop_reason = ""
+        if path is not None and path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot resume the search from {path}: {error}") from None
+        if data.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a search state (format {FORMAT!r} expected)")
+        for name, value in self.identity.items():
+            if data.get(name) != value:
+                raise ValueError(f"cannot resume the search from {path}: its {name} differs from this run's "
+                                 f"({data.get(name)!r} vs {value!r}); use another output directory")
+        self.steps = [Step.from_dict(s) for s in data["steps"]]
+        self.accuracy = dict(data["accuracy"])
+        self.stop_reason = data.get("stop_reason", "")
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        data = {"format": FORMAT, **self.identity, "steps": [s.to_dict() for s in self.steps],
+                "accuracy": self.accuracy, "stop_reason": self.stop_reason}
+        with atomic_write(self.path) as handle:
+            handle.write(json.dumps(data, indent=1).encode())
+
+
+def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latency_of: Callable[[ModelConfig], float],
+         params_of: Callable[[ModelConfig], float], *, target_latency_ms: float | None = None,
+         target_params: float | None = None, start: ModelConfig | None = None, mes: MESConstants = PAPER_MES,
+         max_steps: int | None = None, state_path: str | os.PathLike | None = None,
+         fingerprint: dict[str, Any] | None = None, progress: bool | None = None,
+         on_step: Callable[[Step], None] | None = None) -> SlimResult:
+    """Slim `start` (default the largest subnet) until both targets are met; see the module docstring.
+
+    Args:
+        accuracy_of: subnet -> accuracy (%, higher is better); called once per distinct subnet.
+        latency_of: subnet -> latency in ms (e.g. `LatencyTable.predict`).
+        params_of: subnet -> parameter count (e.g. `models.summary.param_count`).
+        mes: MES units and importances.
+        state_path: JSON file for resuming (written after every evaluation).
+        fingerprint: what the accuracies depend on (supernet file, data, LUT); a resumed search must match.
+        on_step: called with every new step after it is saved.
+    """
+    start = start or space.max_config()
+    space.validate(start)
+    identity = {"space": space.to_dict(), "start": start.to_dict(), "mes": dataclasses.asdict(mes),
+                "targets": {"latency_ms": target_latency_ms, "params": target_params},
+                "fingerprint": fingerprint or {}}
+    identity = json.loads(json.dumps(identity))  # tuples -> lists, as they come back from the file
+    state = _State(Path(state_path) if state_path is not None else None, identity)
+    evaluations = 0
+
+    def accuracy(config: ModelConfig) -> float:
+        nonlocal evaluations
+        key = signature(config)
+        if key not in state.accuracy:
+            state.accuracy[key] = float(accuracy_of(config))
+            evaluations += 1
+            state.save()
+        return state.accuracy[key]
+
+    costs: dict[str, tuple[int, float]] = {}
+
+    def measure(config: ModelConfig) -> tuple[int, float, float, float]:
+        key = signature(config)
+        if key not in costs:
+            costs[key] = (int(params_of(config)), float(latency_of(config)))
+        params, latency = costs[key]
+        return params, latency, mobile_efficiency_score(params, latency, mes), accuracy(config)
+
+    if not state.steps:
+        params, latency, score, acc = measure(start)
+        state.steps.append(Step(0, "start", start, params, latency, score, acc))
+        state.save()
+    with progress_bar(disable=None if progress is None else not progress) as bar:
+        task = bar.add_task("slimming", total=None)
+        while True:
+            current = state.steps[-1]
+            if targets_met(current, target_latency_ms, target_params):
+                state.stop_reason = "targets met"
+                break
+            if max_steps is not None and current.step >= max_steps:
+                state.stop_reason = f"max_steps {max_steps} reached before the targets"
+                break
+            moves = frontier(space, current.config)
+            scored = []
+            for index, (action, candidate) in enumerate(moves):
+                bar.update(task, description=f"step {current.step + 1}: candidate {index + 1}/{len(moves)} "
+                                             f"(at {current.latency_ms:.3f} ms, {current.params / 1e6:.3f} M)")
+                params, latency, score, acc = measure(candidate)
+                delta_mes, delta_acc = score - current.mes, current.accuracy - acc
+                if delta_mes > 0:
+                    ratio = delta_acc / delta_mes
+                    scored.append(((ratio, -delta_mes, index),
+                                   Step(current.step + 1, str(action), candidate,
+                                        params, latency, score, acc, delta_acc, delta_mes, ratio, len(moves))))
+            if not scored:
+                state.stop_reason = ("no action left in the space" if not moves
+                                     else "no action raises the MES") + " before the targets"
+                break
+            best = min(scored, key=lambda item: item[0])[1]
+            state.steps.append(best)
+            state.save()
+            bar.advance(task)
+            if on_step is not None:
+                on_step(best)
+    state.save()
+    reached = targets_met(state.steps[-1], target_latency_ms, target_params)
+    return SlimResult(state.steps, reached, state.stop_reason, evaluations, state.path)
+
+
+def write_trajectory_csv(steps: list[Step], path: str | os.PathLike) -> Path:
+    """trajectory.csv: one row per step (CSV_FIELDS), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for step in steps:
+        writer.writerow(step.row())
+    with atomic_write(Path(path)) as handle:
+        handle.write(buffer.getvalue().encode())
+    return Path(path)
+
+
+def found_name(space_name: str, step: Step) -> str:
+    """HAT-style, filesystem-safe: '<space>_d<depths>-w<widths>-a<attn>-<hash>@<latency>ms_mes@<MES>'."""
+    config = step.config
+    short = "-".join(["d" + ".".join(map(str, config.depths)), "w" + ".".join(map(str, config.widths)),
+                      "a" + ".".join(str(s.num_attn) for s in config.stages),
+                      hashlib.sha1(signature(config).encode()).hexdigest()[:6]])
+    name = f"{space_name}_{short}@{step.latency_ms:.3g}ms_mes@{step.mes:.4g}"
+    return re.sub(r"[^A-Za-z0-9._@-]", "_", name)
+
+
+def write_found(space_name: str, step: Step, directory: str | os.PathLike, extra: dict[str, Any] | None = None
+                ) -> Path:
+    """The found architecture as ModelConfig JSON named by `found_name`; `create_model(path)` builds it."""
+    name = found_name(space_name, step)
+    search = {"latency_ms": step.latency_ms, "params": step.params, "mes": step.mes,
+              "supernet_accuracy": step.accuracy, "signature": signature(step.config), **(extra or {})}
+    config = step.config.replace(name=name, extra={**step.config.extra, "search": search})
+    path = Path(directory) / f"{name}.json"
+    with atomic_write(path) as handle:
+        handle.write(config.to_json().encode())
+    return path
+
+
+__all__ = ["ACTION_KINDS", "Action", "SlimResult", "Step", "apply_action", "found_name", "frontier", "slim",
+           "targets_met", "write_found", "write_trajectory_csv"]
