@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "eval": "efficientformer.cli.eval",
     "data": "efficientformer.cli.data",
     "export": "efficientformer.cli.export",
+    "bench": "efficientformer.cli.bench",
 }
 
 # Library errors shown as one red line (exit code 2); anything else is a bug and keeps its traceback.

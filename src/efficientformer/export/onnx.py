@@ -126,14 +126,20 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple
                       output_name=output_name, input_shape=shape, num_bytes=len(data))
 
 
-def onnxruntime_session(path: str | os.PathLike) -> Any:
-    """An onnxruntime CPU InferenceSession for an ONNX file, with errors that name the file."""
+def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None) -> Any:
+    """An onnxruntime CPU InferenceSession for an ONNX file, with errors that name the file.
+
+    Args:
+        num_threads: intra-op threads; default onnxruntime's (one per physical core).
+    """
     ort = require("onnxruntime", EXTRA)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX file {path} does not exist")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
+    if num_threads is not None:
+        options.intra_op_num_threads = int(num_threads)
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)

@@ -1,0 +1,305 @@
+"""`run_bench`: params, MACs, latency, throughput and MES of several models on several runtimes.
+
+For each runtime, every model is prepared (fused, exported, loaded) and then all of them are timed
+together with `time_interleaved`, once at the latency batch and once at the throughput batch, so
+machine noise hits the models of one runtime alike. Runtimes run one after the other: their
+thread pools would disturb each other if their calls were interleaved (onnxruntime's threads keep
+spinning after a call).
+
+Parameters are counted twice. `params` is the model as built (BatchNorms and, for
+EfficientFormerV2, both the classifier and the distillation head; what `efficientformer info`
+shows and what the paper's tables count). `params_deployed` is the fused inference model that the
+runtimes actually run (BNs folded, one averaged head); MES uses it, for every model alike. MACs
+are those of one image through the fused model (`models.summary` convention).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
+from efficientformer.bench.runtimes import (
+    DEFAULT_RUNTIMES,
+    RUNTIMES,
+    Preparation,
+    TimedCall,
+    set_threads,
+    unavailable,
+    versions,
+)
+from efficientformer.bench.timing import Timing, time_interleaved
+from efficientformer.factory import create_model, resolve_config
+from efficientformer.models.fuse import fuse
+from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
+from efficientformer.models.summary import _count_macs, param_count
+from efficientformer.utils.machine import machine_line
+from efficientformer.utils.progress import progress_bar
+
+DEFAULT_MODELS = ("s0", "s1", "s2", "l", "mobilenetv2_100", "mobilenetv2_140")
+REFERENCE_MODEL = "mobilenetv2_100"
+EAGER = "torch-eager"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure.
+
+    Args:
+        models: registry names or aliases (s0), ModelConfig JSON files, or mobilenetv2_100/_140.
+        runtimes: keys of RUNTIMES; None = the defaults that are available here.
+        batch: the latency batch (1 for MES, which is defined on single-image latency).
+        throughput_batch: the batch for images/s; None = use the latency timing.
+        img_size: input (height, width).
+        threads: intra-op threads of torch and of each runtime; None = every core.
+        warmup: untimed calls per model before timing (torch.compile compiles in the first).
+        repeats: timed rounds at the latency batch.
+        throughput_repeats: timed rounds at the throughput batch; None = max(3, repeats // 4).
+        mes: MES units and importances (paper defaults).
+        reference: model the relative MES is computed against, on the same runtime.
+        workdir: where exported files go; None = a temporary directory, removed afterwards.
+    """
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    runtimes: tuple[str, ...] | None = None
+    batch: int = 1
+    throughput_batch: int | None = 16
+    img_size: tuple[int, int] = (224, 224)
+    threads: int | None = None
+    warmup: int = 3
+    repeats: int = 20
+    throughput_repeats: int | None = None
+    num_classes: int = 1000
+    mes: MESConstants = PAPER_MES
+    reference: str = REFERENCE_MODEL
+    workdir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("BenchConfig.models is empty")
+        for name in ("batch", "repeats", "num_classes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.throughput_batch is not None and self.throughput_batch < 1:
+            raise ValueError(f"BenchConfig.throughput_batch must be >= 1, got {self.throughput_batch!r}")
+        if self.warmup < 0:
+            raise ValueError(f"BenchConfig.warmup must be >= 0, got {self.warmup!r}")
+        for name in self.runtimes or ():
+            if name not in RUNTIMES:
+                raise ValueError(f"BenchConfig.runtimes: unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+
+    @property
+    def batches(self) -> tuple[int, ...]:
+        if self.throughput_batch is None or self.throughput_batch == self.batch:
+            return (self.batch,)
+        return (self.batch, self.throughput_batch)
+
+    def repeats_for(self, batch: int) -> int:
+        if batch == self.batch:
+            return self.repeats
+        return self.throughput_repeats or max(3, self.repeats // 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["img_size"] = list(self.img_size)
+        data["workdir"] = None if self.workdir is None else str(self.workdir)
+        return data
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A model to bench: its name, a short label for plots, its family, and the built module."""
+
+    name: str
+    label: str
+    family: str
+    module: nn.Module
+    params: int
+    params_deployed: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One model on one runtime. Latency at `batch`, throughput at `throughput_batch`; `error` when it failed."""
+
+    model: str
+    label: str
+    family: str
+    runtime: str
+    img_size: str
+    params: int
+    params_deployed: int
+    macs: int
+    batch: int
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    mean_ms: float | None = None
+    min_ms: float | None = None
+    throughput_batch: int | None = None
+    throughput_median_ms: float | None = None
+    images_per_s: float | None = None
+    speedup_vs_eager: float | None = None
+    mes: float | None = None
+    mes_vs_reference: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Rows plus what is needed to read them later: machine, versions, settings, raw times."""
+
+    config: BenchConfig
+    rows: tuple[BenchRow, ...]
+    skipped: dict[str, str]
+    machine: str
+    versions: dict[str, str]
+    date: str
+    threads: int
+    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"machine": self.machine, "date": self.date, "threads": self.threads, "versions": self.versions,
+                "settings": self.config.to_dict(), "reference": self.config.reference, "skipped": self.skipped,
+                "rows": [dataclasses.asdict(row) for row in self.rows], "timings": self.timings}
+
+
+def _constructor(name: str, img_size: tuple[int, int], num_classes: int
+                 ) -> tuple[str, str, str, Callable[[], nn.Module]]:
+    """(canonical name, label, family, a function building the eval-mode module) for a model name or file."""
+    if name in WIDTH_MULTIPLIERS:
+        return (name, f"MNv2-{WIDTH_MULTIPLIERS[name]:.1f}", "mobilenetv2",
+                lambda: create_mobilenetv2(name, num_classes=num_classes).eval())
+    try:
+        config = resolve_config(name)
+    except KeyError as error:
+        raise KeyError(f"{error.args[0]}; or {', '.join(WIDTH_MULTIPLIERS)}") from None
+    return (config.name, config.name.removeprefix("efficientformerv2_").upper(), "efficientformerv2",
+            lambda: create_model(config, img_size=img_size, num_classes=num_classes).eval())
+
+
+def build_models(config: BenchConfig) -> list[BenchModel]:
+    """Build every model of `config` (random weights: latency does not depend on them) with its counts.
+
+    The counts come from a copy on the meta device (nothing computed): `params` as built,
+    `params_deployed` and `macs` of its fused copy.
+    """
+    built = []
+    for name in dict.fromkeys(config.models):
+        canonical, label, family, make = _constructor(name, config.img_size, config.num_classes)
+        with torch.device("meta"):
+            shape_only = make()
+        deployed = fuse(shape_only)
+        with torch.no_grad():
+            _, macs, _ = _count_macs(deployed, torch.zeros(1, 3, *config.img_size, device="meta"))
+        built.append(BenchModel(canonical, label, family, make(), param_count(shape_only), param_count(deployed),
+                                macs))
+    return built
+
+
+def _runtime_names(config: BenchConfig) -> tuple[list[str], dict[str, str]]:
+    """The runtimes to run and, for the others asked for (or default), why they are skipped."""
+    wanted = list(config.runtimes) if config.runtimes else list(DEFAULT_RUNTIMES)
+    skipped = {name: reason for name in wanted if (reason := unavailable(name)) is not None}
+    return [name for name in wanted if name not in skipped], skipped
+
+
+def _prepare(runtime: str, models: list[BenchModel], config: BenchConfig, threads: int, workdir: Path,
+             progress: bool | None) -> tuple[dict[int, dict[str, TimedCall]], dict[str, str]]:
+    """Timed callables per batch and model; a model whose preparation or first call fails goes to errors."""
+    calls: dict[int, dict[str, TimedCall]] = {batch: {} for batch in config.batches}
+    errors: dict[str, str] = {}
+    with progress_bar(disable=None if progress is None else not progress) as bar:
+        task = bar.add_task(f"prepare {runtime}", total=len(models))
+        for model in models:
+            try:
+                loader = RUNTIMES[runtime].prepare(
+                    model.module, Preparation(model.name, config.img_size, threads, workdir))
+                for batch in config.batches:
+                    call = loader(batch)
+                    call()  # fail here, not in the middle of the interleaved rounds
+                    calls[batch][model.name] = call
+            except Exception as error:  # any runtime's export/load error: report it and bench the others
+                errors[model.name] = f"{type(error).__name__}: {error}"
+                for batch_calls in calls.values():
+                    batch_calls.pop(model.name, None)
+            bar.advance(task)
+    return calls, errors
+
+
+def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = None,
+              on_runtime_done: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure every model of `config` on every runtime; see the module docstring for what is counted.
+
+    Args:
+        progress: progress bars for preparation and timing; None = only on a terminal.
+        on_runtime_done: called with each runtime's name after it has been timed.
+    """
+    threads = set_threads(config.threads)
+    models = build_models(config)
+    runtimes, skipped = _runtime_names(config)
+    timings: dict[tuple[str, str, int], Timing] = {}
+    errors: dict[tuple[str, str], str] = {}
+    with tempfile.TemporaryDirectory(prefix="efficientformer-bench-") as tmp:
+        workdir = Path(config.workdir) if config.workdir is not None else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for runtime in runtimes:
+            calls, failed = _prepare(runtime, models, config, threads, workdir, progress)
+            errors.update({(runtime, name): message for name, message in failed.items()})
+            for batch in config.batches:
+                if calls[batch]:
+                    measured = time_interleaved(calls[batch], warmup=config.warmup, repeats=config.repeats_for(batch),
+                                                progress=progress, description=f"{runtime} batch {batch}")
+                    timings.update({(runtime, name, batch): timing for name, timing in measured.items()})
+            del calls
+            if on_runtime_done is not None:
+                on_runtime_done(runtime)
+    rows = _rows(config, models, runtimes, timings, errors)
+    raw = {f"{runtime}/{name}/b{batch}": timing.to_dict() for (runtime, name, batch), timing in timings.items()}
+    return BenchResult(config=config, rows=tuple(rows), skipped=skipped, machine=machine_line(),
+                       versions=versions(runtimes + list(skipped)), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       threads=threads, timings=raw)
+
+
+def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],
+          timings: dict[tuple[str, str, int], Timing], errors: dict[tuple[str, str], str]) -> list[BenchRow]:
+    by_name = {model.name: model for model in models}
+    reference = next((m.name for m in models if m.name == config.reference), None)
+    size = "x".join(map(str, config.img_size))
+    rows = []
+    for runtime in runtimes:
+        ref_timing = timings.get((runtime, reference, config.batch)) if reference else None
+        relative = (config.mes.relative_to(by_name[reference].params_deployed, ref_timing.median_ms)
+                    if ref_timing is not None else None)
+        for model in models:
+            base = dict(model=model.name, label=model.label, family=model.family, runtime=runtime, img_size=size,
+                        params=model.params, params_deployed=model.params_deployed, macs=model.macs,
+                        batch=config.batch)
+            latency = timings.get((runtime, model.name, config.batch))
+            if latency is None:
+                rows.append(BenchRow(**base, error=errors.get((runtime, model.name), "not measured")))
+                continue
+            throughput_batch = config.batches[-1]
+            throughput = timings.get((runtime, model.name, throughput_batch), latency)
+            eager = timings.get((EAGER, model.name, config.batch))
+            rows.append(BenchRow(
+                **base, median_ms=latency.median_ms, p90_ms=latency.p90_ms, mean_ms=latency.mean_ms,
+                min_ms=latency.min_ms, throughput_batch=throughput_batch, throughput_median_ms=throughput.median_ms,
+                images_per_s=throughput_batch * 1e3 / throughput.median_ms,
+                speedup_vs_eager=eager.median_ms / latency.median_ms if eager is not None else None,
+                mes=mobile_efficiency_score(model.params_deployed, latency.median_ms, config.mes),
+                mes_vs_reference=(mobile_efficiency_score(model.params_deployed, latency.median_ms, relative)
+                                  if relative is not None else None)))
+    return rows
+
+
+__all__ = ["DEFAULT_MODELS", "REFERENCE_MODEL", "BenchConfig", "BenchModel", "BenchResult", "BenchRow",
+           "build_models", "run_bench"]

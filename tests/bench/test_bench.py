@@ -1,0 +1,117 @@
+"""`efficientformer bench` and `run_bench` on the tiny config at 64x64: files, columns, MES, skips and failures.
+
+Timing values are never asserted (the machine is shared); only that they exist and are consistent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from efficientformer.bench import runtimes as runtimes_module
+from efficientformer.bench.mes import mobile_efficiency_score
+from efficientformer.bench.report import CSV_COLUMNS
+from efficientformer.bench.run import BenchConfig, run_bench
+from efficientformer.bench.runtimes import Runtime, unavailable
+from efficientformer.cli import main
+from efficientformer.models.summary import param_count
+
+TINY = "efficientformerv2_test,mobilenetv2_100"
+# One thread: on a loaded 2-core machine two OpenMP threads wait on each other at every op.
+FAST = ["--img-size", "64", "--repeats", "2", "--warmup", "1", "--batch", "1,2", "--threads", "1"]
+
+
+def _read(out):
+    with open(out / "bench.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return rows, json.loads((out / "bench.json").read_text())
+
+
+def _check_files(out, runtimes):
+    rows, data = _read(out)
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [(r["runtime"], r["model"]) for r in rows] == [
+        (runtime, model) for runtime in runtimes for model in ("efficientformerv2_test", "mobilenetv2_100")]
+    for row in rows:
+        assert row["error"] == ""
+        assert float(row["median_ms"]) > 0 and float(row["p90_ms"]) >= float(row["min_ms"]) > 0
+        assert float(row["images_per_s"]) > 0 and float(row["mes"]) > 0
+        assert int(row["params_deployed"]) < int(row["params"])  # BNs folded and one head
+    mnv2 = [r for r in rows if r["model"] == "mobilenetv2_100"]
+    assert all(float(r["mes_vs_reference"]) == pytest.approx(100.0) for r in mnv2)
+    assert all(float(r["speedup_vs_eager"]) == pytest.approx(1.0) for r in rows if r["runtime"] == "torch-eager")
+    assert rows[0]["params"] == "109992" and mnv2[0]["params"] == "3504872"
+    assert data["machine"] and data["versions"]["torch"] and data["settings"]["img_size"] == [64, 64]
+    assert len(data["timings"]) == 2 * len(rows)  # latency and throughput batch per row
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return rows
+
+
+def test_cli_bench_torch_runtimes_writes_csv_json_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="bench.png needs matplotlib (pip install 'efficientformer[demo]')")
+    out = tmp_path / "bench"
+    code = main(["bench", "--models", TINY, "--runtime", "torch-eager,torch-fused", "--output", str(out), *FAST])
+    assert code == 0
+    _check_files(out, ("torch-eager", "torch-fused"))
+
+
+@pytest.mark.slow
+def test_cli_bench_with_onnxruntime(tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'efficientformer[onnx]')")
+    pytest.importorskip("matplotlib", reason="bench.png needs matplotlib")
+    out = tmp_path / "bench"
+    code = main(["bench", "--models", TINY, "--img-size", "64", "--repeats", "2", "--warmup", "1",
+                 "--runtime", "torch-eager,torch-fused,onnxruntime", "--threads", "1", "--output", str(out)])
+    assert code == 0
+    rows = _check_files(out, ("torch-eager", "torch-fused", "onnxruntime"))
+    assert {r["throughput_batch"] for r in rows} == {"16"}
+
+
+def test_mes_uses_deployed_params_and_reference_latency():
+    result = run_bench(BenchConfig(models=("efficientformerv2_test", "mobilenetv2_100"), runtimes=("torch-eager",),
+                                   img_size=(64, 64), batch=1, throughput_batch=None, warmup=0, repeats=2,
+                                   num_classes=10, threads=1), progress=False)
+    tiny, mnv2 = result.rows
+    assert tiny.throughput_batch == 1 and tiny.throughput_median_ms == tiny.median_ms
+    assert tiny.mes == pytest.approx(mobile_efficiency_score(tiny.params_deployed, tiny.median_ms))
+    reference = result.config.mes.relative_to(mnv2.params_deployed, mnv2.median_ms)
+    assert tiny.mes_vs_reference == pytest.approx(mobile_efficiency_score(tiny.params_deployed, tiny.median_ms,
+                                                                          reference))
+    from efficientformer.models.mobilenetv2 import create_mobilenetv2
+    assert mnv2.params == param_count(create_mobilenetv2("mobilenetv2_100", num_classes=10))
+
+
+def test_unavailable_runtime_is_skipped_with_its_reason(monkeypatch):
+    missing = Runtime("fake-missing", "needs a package that is not there", lambda model, prep: None,
+                      packages=("no-such-distribution-efficientformer",))
+    monkeypatch.setitem(runtimes_module.RUNTIMES, missing.name, missing)
+    assert "not installed: no-such-distribution-efficientformer" in unavailable("fake-missing")
+    result = run_bench(BenchConfig(models=("efficientformerv2_test",), runtimes=("fake-missing",),
+                                   img_size=(64, 64), throughput_batch=None, repeats=1, warmup=0), progress=False)
+    assert result.rows == () and "not installed" in result.skipped["fake-missing"]
+    with pytest.raises(KeyError, match="unknown runtime"):
+        unavailable("no-such-runtime")
+
+
+def test_a_failing_runtime_is_reported_per_model_and_the_cli_exits_1(monkeypatch, tmp_path):
+    def prepare(model, prep):
+        if prep.name == "mobilenetv2_100":
+            raise RuntimeError("cannot convert this model")
+        return runtimes_module.RUNTIMES["torch-eager"].prepare(model, prep)
+
+    monkeypatch.setitem(runtimes_module.RUNTIMES, "fake-broken", Runtime("fake-broken", "fails on MobileNetV2",
+                                                                         prepare))
+    out = tmp_path / "bench"
+    code = main(["bench", "--models", TINY, "--runtime", "fake-broken", "--output", str(out), *FAST])
+    assert code == 1
+    rows, _ = _read(out)
+    assert rows[0]["error"] == "" and float(rows[0]["median_ms"]) > 0
+    assert rows[1]["error"] == "RuntimeError: cannot convert this model" and rows[1]["median_ms"] == ""
+
+
+def test_bad_arguments_are_usage_errors(tmp_path):
+    assert main(["bench", "--runtime", "tensorrt", "--output", str(tmp_path)]) == 2
+    assert main(["bench", "--models", "efficientformerv2_nope", "--output", str(tmp_path)]) == 2
+    assert main(["bench", "--batch", "0", "--output", str(tmp_path)]) == 2
