@@ -22,13 +22,7 @@ from efficientformer.search.supernet import (
     save_supernet,
 )
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small convs on a loaded 2-core machine: OpenMP threads waiting on each other cost more than they give.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 PUBLISHED_PARAMS = {"s0": 3_600_256, "s1": 6_185_560, "s2": 12_710_112, "l": 26_322_288}
