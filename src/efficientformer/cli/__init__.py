@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "eval": "efficientformer.cli.eval",
     "data": "efficientformer.cli.data",
     "export": "efficientformer.cli.export",
+    "supernet": "efficientformer.cli.supernet",
     "bench": "efficientformer.cli.bench",
 }
 
