@@ -6,7 +6,11 @@ import argparse
 import dataclasses
 import json
 
+from rich.markup import escape
+
 from efficientformer.cli import console
+from efficientformer.data.folder import BAD_IMAGE_POLICIES
+from efficientformer.train.datasets import DEFAULT_VAL_SPLIT
 from efficientformer.train.job import TrainJob, run_training
 from efficientformer.train.recipes import RECIPES, TrainRecipe, get_recipe
 
@@ -18,8 +22,16 @@ _RECIPE_FLAGS = ("epochs", "batch_size", "lr_base", "weight_decay", "img_size", 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=None, help="training images (folder of class folders); "
-                                                     "default: the embedded digits dataset")
+    parser.add_argument("--data", default=None, help="training images: a folder of class folders or a path,label "
+                                                     "list file; default: the embedded digits dataset")
+    parser.add_argument("--val-data", default=None, help="validation images with the same classes (folder or list "
+                                                         "file); default: hold out --val-split of --data")
+    parser.add_argument("--val-split", type=float, default=DEFAULT_VAL_SPLIT,
+                        help="share of each class of --data held out for validation when --val-data is not given "
+                             "(fixed by file name, the same for every seed; default %(default)s)")
+    parser.add_argument("--on-bad-image", choices=BAD_IMAGE_POLICIES, default="error",
+                        help="an unreadable image stops the run naming it (error), or is dropped, counted and "
+                             "listed in skipped.txt (skip); default %(default)s")
     parser.add_argument("--model", default="efficientformerv2_s0", help="registry name, alias or config JSON")
     parser.add_argument("--recipe", default="default", choices=sorted(RECIPES), help="hyper-parameter recipe")
     parser.add_argument("--output", default="runs/default", help="run directory (everything is written there)")
@@ -59,12 +71,16 @@ def run(args: argparse.Namespace) -> int:
     changes = _overrides(args)
     if changes:
         recipe = recipe.replace(**changes)
-    job = TrainJob(output=args.output, data=args.data, model=args.model, recipe=recipe, pretrained=args.pretrained,
+    job = TrainJob(output=args.output, data=args.data, val_data=args.val_data, val_split=args.val_split,
+                   on_bad_image=args.on_bad_image, model=args.model, recipe=recipe, pretrained=args.pretrained,
                    teacher=args.teacher, resume=args.resume, device=args.device, num_workers=args.workers,
                    checkpoint_every=args.checkpoint_every, keep_last=args.keep_last, max_steps=args.max_steps)
     summary = run_training(job)
     if not summary["is_main"]:
         return 0
+    if summary["skipped_images"]:
+        console.print(f"[yellow]skipped {summary['skipped_images']} unreadable image(s)[/], listed in "
+                      f"{escape(summary['run_dir'])}/skipped.txt", highlight=False, soft_wrap=True)
     if "top1" in summary:
         console.print(f"[bold]done[/]: epoch {summary['epoch']}, top-1 {summary['top1']:.2f}% "
                       f"(best {summary['best_top1']:.2f}%), top-5 {summary['top5']:.2f}% on the held-out split; "

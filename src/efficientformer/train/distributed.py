@@ -51,6 +51,22 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_min(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Minimum over all processes (in place; returns the tensor)."""
+    if info.enabled:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return tensor
+
+
+def gather_strings(items: list[str], info: DistInfo) -> list[str]:
+    """The concatenation of every process's `items` (all ranks get it; a collective call)."""
+    if not info.enabled:
+        return list(items)
+    gathered: list[list[str] | None] = [None] * info.world_size
+    dist.all_gather_object(gathered, list(items))
+    return [item for part in gathered for item in (part or [])]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
@@ -120,5 +136,5 @@ def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-__all__ = ["DistInfo", "SyncBatchNorm2d", "all_reduce_sum", "barrier", "cleanup", "convert_sync_batchnorm",
-           "init_distributed"]
+__all__ = ["DistInfo", "SyncBatchNorm2d", "all_reduce_min", "all_reduce_sum", "barrier", "cleanup",
+           "convert_sync_batchnorm", "gather_strings", "init_distributed"]

@@ -7,20 +7,60 @@ import os
 from pathlib import Path
 from typing import Any
 
+import safetensors
 from torch.utils.data import DataLoader
 
-from efficientformer.factory import create_model, load_model
+from efficientformer.data.embedded import DigitsDataset
+from efficientformer.data.folder import collate_skip_none
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
-from efficientformer.train.job import EVAL_CROP_PCT, _datasets_for, _device
+from efficientformer.factory import create_model, load_model
+from efficientformer.train.datasets import EVAL_CROP_PCT, eval_dataset
+from efficientformer.train.job import _device
 from efficientformer.train.loop import evaluate
 from efficientformer.train.report import plot_confusion, write_per_class
 from efficientformer.utils.io import atomic_write
 from efficientformer.weights.zoo import WEIGHTS
 
 
+def run_metadata(weights: str | os.PathLike) -> dict[str, Any]:
+    """What a training run stored with its weights: 'classes' (names) and 'eval_crop_pct', when known.
+
+    Read from the safetensors metadata of our checkpoints, else from a job.json next to the file;
+    {} for other files and weight tags.
+    """
+    path = Path(weights)
+    if not path.is_file():
+        return {}
+    found: dict[str, Any] = {}
+    try:
+        with safetensors.safe_open(path, "pt") as handle:
+            metadata = handle.metadata() or {}
+        if "classes" in metadata:
+            found["classes"] = tuple(json.loads(metadata["classes"]))
+        if "eval_crop_pct" in metadata:
+            found["eval_crop_pct"] = float(metadata["eval_crop_pct"])
+    except (safetensors.SafetensorError, OSError, ValueError):
+        pass
+    job_file = path.parent / "job.json"
+    if "classes" not in found and job_file.is_file():
+        try:
+            job = json.loads(job_file.read_text(encoding="utf-8"))
+            found.setdefault("classes", tuple(job["classes"]))
+            found.setdefault("eval_crop_pct", float(job["eval_crop_pct"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return found
+
+
 def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | None = None, batch_size: int = 64,
-             output: str | os.PathLike = "eval", device: str = "auto", num_workers: int = 0) -> dict[str, Any]:
+             output: str | os.PathLike = "eval", device: str = "auto", num_workers: int = 0,
+             on_bad_image: str = "error") -> dict[str, Any]:
     """Evaluate `weights` (a checkpoint file or weight tag) on `data` (None = the embedded digits split).
+
+    `data` is a folder of class folders or a `path,label` list file. When the weights come from
+    our training run (class names in the checkpoint or its job.json), the data's classes are
+    matched to the model's by name; otherwise the data's sorted classes are taken in order and
+    only their number must match. The centre crop is the run's (else 0.875 for folders).
 
     Writes `summary.json`, `per_class.csv` and (up to 100 classes, with matplotlib) `confusion.png`
     into `output`; returns the summary.
@@ -32,18 +72,25 @@ def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | N
         net = create_model(model or WEIGHTS[str(weights)].model, pretrained=str(weights), device=target).eval()
     else:
         raise FileNotFoundError(f"weights {weights} are neither a file nor a known weight tag")
-    _, val_set, classes = _datasets_for(data, net.config.img_size[0], split_only="val")
-    if len(classes) != net.num_classes:
-        raise ValueError(f"the model predicts {net.num_classes} classes but {data or 'the embedded dataset'} has "
-                         f"{len(classes)}")
-    crop = 1.0 if data is None else EVAL_CROP_PCT
+    stored = run_metadata(weights)
+    what = f"the model ({weights})"
+    if data is None:
+        val_set, classes = DigitsDataset("val", net.config.img_size[0]), DigitsDataset.classes
+        if len(classes) != net.num_classes:
+            raise ValueError(f"{what} predicts {net.num_classes} classes but the embedded dataset has {len(classes)}")
+        crop = stored.get("eval_crop_pct", 1.0)
+    else:
+        val_set = eval_dataset(data, stored.get("classes"), net.num_classes, on_bad_image=on_bad_image, what=what)
+        classes = val_set.classes
+        crop = stored.get("eval_crop_pct", EVAL_CROP_PCT)
     loader = DataLoader(AugmentedDataset(val_set, EvalTransform(net.config.img_size, crop)), batch_size=batch_size,
-                        num_workers=num_workers)
+                        num_workers=num_workers, collate_fn=collate_skip_none)
     result = evaluate(net, loader, len(classes), target)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"weights": str(weights), "data": data or "embedded digits (val split)", "images": result.images,
-               "top1": result.top1, "top5": result.top5, "loss": result.loss}
+               "top1": result.top1, "top5": result.top5, "loss": result.loss, "crop_pct": crop,
+               "skipped": sorted(result.skipped)}
     with atomic_write(out / "summary.json") as handle:
         handle.write(json.dumps(summary, indent=2).encode())
     write_per_class(result.per_class_accuracy(), result.confusion, classes, out / "per_class.csv")
@@ -51,4 +98,4 @@ def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | N
     return {**summary, "output": str(out)}
 
 
-__all__ = ["run_eval"]
+__all__ = ["run_eval", "run_metadata"]

@@ -137,6 +137,7 @@ class EvalResult:
     top5: float
     images: int
     confusion: torch.Tensor  # (classes, classes): rows = true class, columns = predicted
+    skipped: list[str] = field(default_factory=list)  # unreadable images left out (this process's)
 
     def per_class_accuracy(self) -> list[float]:
         totals = self.confusion.sum(dim=1).clamp(min=1)
@@ -149,15 +150,21 @@ def evaluate(model: nn.Module, batches: Iterable, num_classes: int, device: torc
              reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
     """Top-1/top-5 accuracy (%), mean cross-entropy and the confusion matrix over `batches`.
 
+    Batches are (images, labels) or (images, labels, skipped_paths) as in `train_steps`.
+
     Args:
         reduce: sums a tensor over processes (DDP), so every rank gets the metrics of all shards.
     """
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    total_loss, correct5, images = 0.0, 0, 0
+    total_loss, correct5, images, skipped = 0.0, 0, 0, []
     try:
         for batch in batches:
+            if len(batch) > 2:
+                skipped.extend(batch[2])
+            if batch[1].shape[0] == 0:  # every image of the batch was skipped
+                continue
             inputs = batch[0].to(device)
             targets = batch[1].to(device)
             with _autocast(device, amp_dtype):
@@ -176,7 +183,7 @@ def evaluate(model: nn.Module, batches: Iterable, num_classes: int, device: torc
         confusion = reduce(confusion.to(device)).cpu()
     top1 = confusion.diagonal().sum().item() / max(images, 1) * 100
     return EvalResult(loss=total_loss / max(images, 1), top1=top1, top5=correct5 / max(images, 1) * 100,
-                      images=images, confusion=confusion)
+                      images=images, confusion=confusion, skipped=skipped)
 
 
 __all__ = ["EpochResult", "EvalResult", "NonFiniteLossError", "StepContext", "evaluate", "train_steps"]

@@ -18,6 +18,7 @@ import torch
 from efficientformer.utils.io import atomic_write
 
 MAX_CONFUSION_CLASSES = 100
+SKIPPED_FILE = "skipped.txt"
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -135,4 +136,27 @@ def write_per_class(accuracies: Sequence[float], confusion: torch.Tensor, classe
     return write_csv(rows, path)
 
 
-__all__ = ["MAX_CONFUSION_CLASSES", "plot_confusion", "plot_curves", "read_metrics", "write_csv", "write_per_class"]
+def write_skipped(run_dir: str | os.PathLike, paths: Sequence[str]) -> list[str]:
+    """Merge `paths` into the run's skipped.txt (one path a line, sorted, no repeats); returns all listed."""
+    path = Path(run_dir) / SKIPPED_FILE
+    listed = set(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else set()
+    merged = sorted((listed | set(paths)) - {""})
+    with atomic_write(path) as handle:
+        handle.write("".join(f"{item}\n" for item in merged).encode())
+    return merged
+
+
+def write_run_reports(run_dir: str | os.PathLike, per_class: Sequence[float], confusion: torch.Tensor,
+                      classes: Sequence[str], title: str) -> None:
+    """metrics.csv and curves.png from metrics.jsonl; per_class.csv and confusion.png of the final evaluation."""
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    write_csv(records, run_dir / "metrics.csv")
+    write_per_class(per_class, confusion, classes, run_dir / "per_class.csv")
+    if plot_curves(records, run_dir / "curves.png", title) is None:
+        print("matplotlib is not installed: no curves.png / confusion.png (pip install 'efficientformer[demo]')")
+    plot_confusion(confusion, classes, run_dir / "confusion.png", f"{title}, epoch {records[-1]['epoch']}")
+
+
+__all__ = ["MAX_CONFUSION_CLASSES", "SKIPPED_FILE", "plot_confusion", "plot_curves", "read_metrics", "write_csv",
+           "write_per_class", "write_run_reports", "write_skipped"]

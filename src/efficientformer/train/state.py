@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def check_run_dir(path: Path, needed_bytes: int) -> None:
+    """Fail before training when the run directory cannot be written or the disk is nearly full."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        with atomic_write(probe) as handle:
+            handle.write(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(f"cannot write to the run directory {path}: {error}") from None
+    free = shutil.disk_usage(path).free
+    if free < needed_bytes:
+        raise OSError(f"only {free / 2**20:.0f} MiB free under {path}; this run's checkpoints need about "
+                      f"{needed_bytes / 2**20:.0f} MiB")
 
 
 def state_path(run_dir: str | os.PathLike, position: Position) -> Path:
@@ -98,5 +115,5 @@ def prune_states(run_dir: str | os.PathLike, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
-__all__ = ["Position", "latest_state", "list_states", "load_state", "prune_states", "rng_state", "save_state",
-           "set_rng_state", "state_path"]
+__all__ = ["Position", "check_run_dir", "latest_state", "list_states", "load_state", "prune_states", "rng_state",
+           "save_state", "set_rng_state", "state_path"]
