@@ -121,29 +121,36 @@ def _prepare_onnxruntime(model: nn.Module, prep: Preparation) -> Callable[[int],
     return lambda batch: _array_call(run, batch, prep.img_size)
 
 
-def _prepare_exported(module_name: str, export_name: str, suffix: str, dynamic_batch: bool
+def _prepare_exported(module_name: str, export_name: str, suffix: str,
+                      options_for: Callable[[int], dict[str, object]]
                       ) -> Callable[[nn.Module, Preparation], Callable[[int], TimedCall]]:
-    """A loader for an exporter module with `export_<format>(model, path, img_size=, dynamic_batch=)`
-    and `load_runner(path, num_threads=None) -> (ndarray -> ndarray)`."""
+    """A loader for an exporter module with `export_<format>(model, path, img_size=, **options)` and
+    `load_runner(path, num_threads=None) -> (ndarray -> ndarray)`.
+
+    Args:
+        options_for: batch -> export options; batches with equal options share one file.
+    """
     def prepare(model: nn.Module, prep: Preparation) -> Callable[[int], TimedCall]:
         module = importlib.import_module(module_name)
         export = getattr(module, export_name)
-        runners: dict[int, Callable[[np.ndarray], object]] = {}
+        runners: dict[tuple, Callable[[np.ndarray], object]] = {}
 
-        def runner(batch: int) -> Callable[[np.ndarray], object]:
-            key = 0 if dynamic_batch else batch
+        def for_batch(batch: int) -> TimedCall:
+            options = options_for(batch)
+            key = tuple(sorted(options.items()))
             if key not in runners:
-                stem = prep.name if dynamic_batch else f"{prep.name}_b{batch}"
-                result = export(model, prep.workdir / f"{stem}{suffix}", img_size=prep.img_size,
-                                dynamic_batch=dynamic_batch)
-                path = getattr(result, "path", result)
-                runners[key] = module.load_runner(path, num_threads=prep.threads)
-            return runners[key]
-
-        if dynamic_batch:
-            runner(1)  # export now, so that a broken export shows before timing starts
-        return lambda batch: _array_call(runner(batch), batch, prep.img_size)
+                stem = "_".join([prep.name] + [f"{name}{value}" for name, value in key])
+                result = export(model, prep.workdir / f"{stem}{suffix}", img_size=prep.img_size, **options)
+                runners[key] = module.load_runner(result.path, num_threads=prep.threads)
+            return _array_call(runners[key], batch, prep.img_size)
+        return for_batch
     return prepare
+
+
+def _executorch_options(batch: int) -> dict[str, object]:
+    # Batch 1 is the static single-image program a phone app runs; a larger batch needs a bounded
+    # dynamic batch (ExecuTorch plans memory for the upper bound).
+    return {"dynamic_batch": False} if batch == 1 else {"dynamic_batch": True, "max_batch": batch}
 
 
 RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
@@ -152,11 +159,12 @@ RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
     Runtime("torch-compile", "fused + torch.compile (inductor, freezing)", _prepare_compiled),
     Runtime("onnxruntime", "fused -> ONNX (opset 20), onnxruntime CPU", _prepare_onnxruntime,
             packages=("onnxruntime", "onnx", "onnxscript"), modules=("efficientformer.export.onnx",)),
-    Runtime("executorch", "fused -> ExecuTorch .pte (XNNPACK), static batch",
-            _prepare_exported("efficientformer.export.executorch", "export_executorch", ".pte", False),
+    Runtime("executorch", "fused -> ExecuTorch .pte (XNNPACK), static batch 1 / bounded batch",
+            _prepare_exported("efficientformer.export.executorch", "export_executorch", ".pte", _executorch_options),
             packages=("executorch",), modules=("efficientformer.export.executorch",)),
     Runtime("openvino", "fused -> OpenVINO IR (f32), CPU",
-            _prepare_exported("efficientformer.export.openvino", "export_openvino", ".xml", True),
+            _prepare_exported("efficientformer.export.openvino", "export_openvino", ".xml",
+                              lambda batch: {"dynamic_batch": True}),
             packages=("openvino",), modules=("efficientformer.export.openvino",)),
 )}
 DEFAULT_RUNTIMES = ("torch-eager", "torch-fused", "onnxruntime", "executorch", "openvino")
