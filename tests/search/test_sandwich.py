@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from contextlib import nullcontext
 
 import pytest
@@ -10,6 +13,8 @@ from safetensors.torch import load_file
 from support import randomize_
 
 from efficientformer.cli import main
+from efficientformer.data.embedded import DigitsDataset
+from efficientformer.data.preprocess import eval_transform
 from efficientformer.search.sandwich import SUPERNET_FILE, SandwichTask
 from efficientformer.search.space import TINY_SPACE, signature
 from efficientformer.search.supernet import Supernet, load_supernet
@@ -119,3 +124,29 @@ def test_cli_rejects_model_and_teacher(tmp_path, capsys):
     assert "--space, not --model" in capsys.readouterr().err
     assert main(["supernet", "train", "--teacher", "t.pt", "--output", str(tmp_path / "x")]) == 2
     assert "external teacher" in capsys.readouterr().err
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_two_processes_train_the_supernet_like_one(tmp_path):
+    pytest.importorskip("sklearn", reason="the embedded dataset needs scikit-learn (pip install efficientformer[demo])")
+    args = ["supernet", "train", "--warmup-epochs", "0", "--max-steps", "4"]
+    env = {**os.environ, "EFFICIENTFORMER_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    for command in (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "efficientformer",
+                     *args, "--batch-size", "16", "--output", str(tmp_path / "two")],
+                    ["-m", "efficientformer", *args, "--batch-size", "32", "--output", str(tmp_path / "one")]):
+        result = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (load_supernet(tmp_path / name / SUPERNET_FILE) for name in ("one", "two"))
+    torch.manual_seed(0)  # the recipe's seed: the initial weights of both runs
+    untrained = Supernet(one.space).eval()
+    images = DigitsDataset("val", 64)
+    x = torch.stack([eval_transform(images[i][0], 64, crop_pct=1.0) for i in range(32)])  # (32, 3, 64, 64)
+    for config in (one.largest(), one.smallest()):
+        for net in (one, two, untrained):
+            net.set_active(config)
+        with torch.no_grad():
+            trained, distributed, start = one(x), two(x), untrained(x)
+        # The same global batches and subnets, BN statistics over the global batch: equal up to float
+        # summation order, which Adam amplifies on near-zero gradients (as in tests/train/test_ddp.py).
+        assert (distributed - trained).abs().max() < 0.05 * (trained - start).abs().max()

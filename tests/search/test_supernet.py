@@ -7,6 +7,7 @@ import torch
 from support import randomize_, sample_input
 
 from efficientformer.factory import load_model
+from efficientformer.weights.checkpoint import save_checkpoint
 from efficientformer.models import get_config
 from efficientformer.models.blocks import Attention2d, Block, Mlp
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
@@ -81,6 +82,23 @@ def test_subnet_weights_load_back_into_the_supernet():
     with pytest.raises(ValueError, match="not in search space"):
         load_subnet_weights(supernet, EfficientFormerV2(get_config("efficientformerv2_test").replace(
             stages=(*config.stages[:3], config.stages[3].__class__(depth=1, width=40, mlp_ratios=(2,))))))
+
+
+def test_warm_start_from_a_checkpoint_at_another_resolution_and_class_count(tmp_path):
+    source = randomize_(Supernet(TINY_SPACE), seed=4)
+    config = _subnets(source, 1, seed=8)[-1]
+    path = save_checkpoint(source.extract(config), tmp_path / "subnet.safetensors")  # 10 classes, 64 px
+    target = Supernet(TINY_SPACE.replace_base(num_classes=5, img_size=(96, 96)))
+    head = target.head.weight.detach().clone()
+    loaded = load_subnet_weights(target, path)
+    assert loaded.num_classes == 5 and loaded.img_size == (96, 96) and loaded.widths == config.widths
+    assert torch.equal(target.head.weight, head)  # another class count: the heads are left alone
+    key = "stages.0.blocks.0.mlp.fc1.conv.weight"
+    width, hidden = config.widths[0], config.stages[0].hidden_width(0)
+    assert torch.equal(target.state_dict()[key][:hidden, :width], source.state_dict()[key][:hidden, :width])
+    assert config.stages[3].num_attn > 0  # so the last supernet block of stage 4 was loaded
+    table = target.stages[3].blocks[-1].token_mixer.attention_biases  # resampled 2x2 -> 3x3 grid
+    assert table.shape == (2, 9) and table.abs().sum() > 0
 
 
 def test_freeze_returns_the_plain_block_at_the_active_sizes():

@@ -34,6 +34,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -41,6 +42,7 @@ from efficientformer.layers import LayerScale2d
 from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
 from efficientformer.models.config import StageConfig
 from efficientformer.models.efficientformer_v2 import Stage
+from efficientformer.train.distributed import _SyncBatchNormFunction
 
 
 def tensors_of(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -116,7 +118,8 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
     """Batch norm over the input's channels, with the leading slice of the affine parameters and statistics.
 
     `update_stats = False` (see `keep_bn_statistics`) normalises training batches with their own
-    statistics without touching the running ones.
+    statistics without touching the running ones. Under torchrun the batch statistics are those of
+    the global batch (train.distributed's SyncBN, which the job's conversion applies to plain BNs only).
     """
 
     update_stats: bool
@@ -133,11 +136,17 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         if update:  # nn.BatchNorm2d's rule; momentum None = cumulative average (recalibration)
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        # Leading slices are views: the running statistics of the full tensors are updated in place.
+        mean, var = self.running_mean[:channels], self.running_var[:channels]
+        weight, bias = self.weight[:channels], self.bias[:channels]
+        if self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # Under DDP, statistics over the global batch like the job's SyncBN for plain layers (SPEC 4).
+            if not update:
+                mean, var, factor = mean.clone(), var.clone(), 0.0
+            return _SyncBatchNormFunction.apply(x, weight, bias, mean, var, self.eps, factor)
         use_running = update or not self.training
-        # Leading slices are views: F.batch_norm updates the running statistics of the full tensors in place.
-        return F.batch_norm(x, self.running_mean[:channels] if use_running else None,
-                            self.running_var[:channels] if use_running else None,
-                            self.weight[:channels], self.bias[:channels], self.training, factor, self.eps)
+        return F.batch_norm(x, mean if use_running else None, var if use_running else None, weight, bias,
+                            self.training, factor, self.eps)
 
 
 class ElasticLinear(nn.Linear):

@@ -140,6 +140,7 @@ def train_supernet(job: TrainJob, space: SearchSpace, *, num_random: int = 2, di
     recipe = job.recipe.replace(distillation="none")
     size = recipe.img_size
     space = space.replace_base(num_classes=num_classes_of(job.data), img_size=(size, size))
+    torch.manual_seed(recipe.seed)  # the initial weights, like the job's own models
     supernet = Supernet(space)
     if warm_start is not None:
         load_subnet_weights(supernet, warm_start)
