@@ -61,6 +61,11 @@ def test_extract_matches_the_active_subnet(tiny_supernet):
 
 
 def test_max_subnet_state_dict_is_a_plain_max_model(tiny_supernet):
+    torch.manual_seed(3)
+    fresh = Supernet(TINY_SPACE).state_dict()
+    torch.manual_seed(3)
+    reference = EfficientFormerV2(TINY_SPACE.max_config()).state_dict()
+    assert fresh.keys() == reference.keys() and all(torch.equal(fresh[k], reference[k]) for k in fresh)  # same init
     plain = EfficientFormerV2(TINY_SPACE.max_config()).eval()
     plain.load_state_dict(tiny_supernet.state_dict(), strict=True)
     tiny_supernet.set_active(tiny_supernet.largest())

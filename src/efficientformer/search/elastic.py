@@ -24,7 +24,7 @@ statistics are wrong for every subnet but the one they were collected on, so:
 - while training the supernet only the largest subnet updates the running statistics
   (`keep_bn_statistics`); the others normalise with batch statistics. The saved supernet thus
   evaluates its largest subnet correctly, and loads as a plain max-config model;
-- any other subnet is evaluated after `supernet.recalibrate_bn` (reset, then a cumulative average
+- any other subnet is evaluated after `search.supernet.recalibrate_bn` (reset, then a cumulative average
   over a few training batches, as in slimmable networks / BigNAS), which the search always does.
 """
 
