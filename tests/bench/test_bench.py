@@ -72,12 +72,14 @@ def test_cli_bench_with_onnxruntime(tmp_path):
 def test_mes_uses_deployed_params_and_reference_latency():
     result = run_bench(BenchConfig(models=("efficientformerv2_test", "mobilenetv2_100"), runtimes=("torch-eager",),
                                    img_size=(64, 64), batch=1, throughput_batch=None, warmup=0, repeats=2,
-                                   num_classes=10, threads=1), progress=False)
+                                   num_classes=10, threads=1, reference="test"), progress=False)
     tiny, mnv2 = result.rows
+    assert result.reference == "efficientformerv2_test"  # the alias resolves to the model's name
     assert tiny.throughput_batch == 1 and tiny.throughput_median_ms == tiny.median_ms
     assert tiny.mes == pytest.approx(mobile_efficiency_score(tiny.params_deployed, tiny.median_ms))
-    reference = result.config.mes.relative_to(mnv2.params_deployed, mnv2.median_ms)
-    assert tiny.mes_vs_reference == pytest.approx(mobile_efficiency_score(tiny.params_deployed, tiny.median_ms,
+    assert tiny.mes_vs_reference == pytest.approx(100.0)
+    reference = result.config.mes.relative_to(tiny.params_deployed, tiny.median_ms)
+    assert mnv2.mes_vs_reference == pytest.approx(mobile_efficiency_score(mnv2.params_deployed, mnv2.median_ms,
                                                                           reference))
     from efficientformer.models.mobilenetv2 import create_mobilenetv2
     assert mnv2.params == param_count(create_mobilenetv2("mobilenetv2_100", num_classes=10))

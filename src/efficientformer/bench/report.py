@@ -34,7 +34,7 @@ def bench_table(result: BenchResult) -> Table:
     table = Table(title=f"{result.machine}\nimage {'x'.join(map(str, config.img_size))}, median of "
                         f"{config.repeats} interleaved runs after {config.warmup} warm-up",
                   title_justify="left")
-    ref_label = next((row.label for row in result.rows if row.model == config.reference), config.reference)
+    ref_label = next((row.label for row in result.rows if row.model == result.reference), "reference")
     for header in ("runtime", "model", "params M", "fused M", "GMACs", f"b{config.batch} ms", "p90 ms",
                    f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {ref_label}"):
         table.add_column(header, justify="left" if header in ("runtime", "model") else "right",
@@ -59,7 +59,7 @@ def markdown_table(result: BenchResult) -> str:
     """The same table as GitHub markdown (for the README)."""
     config = result.config
     header = ["runtime", "model", "params (M)", "deployed (M)", "GMACs", f"b{config.batch} ms (p90)",
-              f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {config.reference}"]
+              f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {result.reference}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows:
         latency = (f"{row.median_ms:.2f} ({row.p90_ms:.2f})" if row.median_ms is not None

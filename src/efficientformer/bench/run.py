@@ -164,11 +164,12 @@ class BenchResult:
     versions: dict[str, str]
     date: str
     threads: int
+    reference: str | None = None
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"machine": self.machine, "date": self.date, "threads": self.threads, "versions": self.versions,
-                "settings": self.config.to_dict(), "reference": self.config.reference, "skipped": self.skipped,
+                "settings": self.config.to_dict(), "reference": self.reference, "skipped": self.skipped,
                 "rows": [dataclasses.asdict(row) for row in self.rows], "timings": self.timings}
 
 
@@ -184,6 +185,16 @@ def _constructor(name: str, img_size: tuple[int, int], num_classes: int
         raise KeyError(f"{error.args[0]}; or {', '.join(WIDTH_MULTIPLIERS)}") from None
     return (config.name, config.name.removeprefix("efficientformerv2_").upper(), "efficientformerv2",
             lambda: create_model(config, img_size=img_size, num_classes=num_classes).eval())
+
+
+def canonical_name(name: str) -> str:
+    """The name a model is reported under: 's0' -> 'efficientformerv2_s0'; unknown names stay as they are."""
+    if name in WIDTH_MULTIPLIERS:
+        return name
+    try:
+        return resolve_config(name).name
+    except (KeyError, ValueError, OSError):
+        return name
 
 
 def build_models(config: BenchConfig) -> list[BenchModel]:
@@ -262,17 +273,19 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
             del calls
             if on_runtime_done is not None:
                 on_runtime_done(runtime)
-    rows = _rows(config, models, runtimes, timings, errors)
+    reference = canonical_name(config.reference)
+    reference = reference if any(model.name == reference for model in models) else None
+    rows = _rows(config, models, runtimes, timings, errors, reference)
     raw = {f"{runtime}/{name}/b{batch}": timing.to_dict() for (runtime, name, batch), timing in timings.items()}
     return BenchResult(config=config, rows=tuple(rows), skipped=skipped, machine=machine_line(),
                        versions=versions(runtimes + list(skipped)), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                       threads=threads, timings=raw)
+                       threads=threads, reference=reference, timings=raw)
 
 
 def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],
-          timings: dict[tuple[str, str, int], Timing], errors: dict[tuple[str, str], str]) -> list[BenchRow]:
+          timings: dict[tuple[str, str, int], Timing], errors: dict[tuple[str, str], str], reference: str | None
+          ) -> list[BenchRow]:
     by_name = {model.name: model for model in models}
-    reference = next((m.name for m in models if m.name == config.reference), None)
     size = "x".join(map(str, config.img_size))
     rows = []
     for runtime in runtimes:
