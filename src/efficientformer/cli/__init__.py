@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "eval": "efficientformer.cli.eval",
     "data": "efficientformer.cli.data",
     "export": "efficientformer.cli.export",
+    "lut": "efficientformer.cli.lut",
+    "search": "efficientformer.cli.search",
     "supernet": "efficientformer.cli.supernet",
     "bench": "efficientformer.cli.bench",
 }

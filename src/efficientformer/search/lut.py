@@ -358,13 +358,13 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
         size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         space = space.replace_base(img_size=size)
     timer = clock_function(clock, threads)
-    header = _header(space, runtime, threads, warmup, repeats, clock)
-    path = Path(path) if path is not None else None
-    table = (_resume(path, header) if path is not None else None) or LatencyTable(header, {}, path)
-    todo = [e for e in (space_entries(space) if entries is None else entries) if e.key not in table.entries]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
+        header = _header(space, runtime, threads, warmup, repeats, clock)
+        path = Path(path) if path is not None else None
+        table = (_resume(path, header) if path is not None else None) or LatencyTable(header, {}, path)
+        todo = [e for e in (space_entries(space) if entries is None else entries) if e.key not in table.entries]
         with progress_bar(disable=None if progress is None else not progress) as bar:
             task = bar.add_task(f"LUT {runtime}", total=len(table.entries) + len(todo), completed=len(table.entries))
             for start in range(0, len(todo), chunk):

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from efficientformer.bench.timing import time_interleaved
 from efficientformer.factory import create_model
@@ -81,25 +82,29 @@ def calibration_configs(space: SearchSpace, count: int = 3, seed: int = CALIBRAT
     return configs[:max(count, 0)]
 
 
-def measure_networks(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None
-                     ) -> dict[str, tuple[float, float]]:
-    """name -> (median, p90) ms of each whole network on the table's runtime and settings."""
+def measure_modules(table: LatencyTable, modules: dict[str, tuple[nn.Module, torch.Tensor]], *,
+                    progress: bool | None = None) -> dict[str, tuple[float, float]]:
+    """name -> (median, p90) ms of each (eval-mode module, batch-1 input) on the table's runtime and settings."""
     header = table.header
     threads = int(header["threads"])
     timer = clock_function(header.get("clock", "wall"), threads)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        fns = {}
-        for config in configs:
-            model = create_model(config).eval()
-            example = torch.randn(1, config.in_chans, *config.img_size)
-            fns[config.name] = make_runner(model, example, header["runtime"], threads=threads)
+        fns = {name: make_runner(module.eval(), example, header["runtime"], threads=threads)
+               for name, (module, example) in modules.items()}
         timings = time_interleaved(fns, warmup=int(header["warmup"]), repeats=int(header["repeats"]),
                                    progress=progress, description="whole networks", clock=timer)
     finally:
         torch.set_num_threads(previous)
     return {name: (timing.median_ms, timing.p90_ms) for name, timing in timings.items()}
+
+
+def measure_networks(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None
+                     ) -> dict[str, tuple[float, float]]:
+    """name -> (median, p90) ms of each whole network `create_model(config)` (see `measure_modules`)."""
+    modules = {c.name: (create_model(c), torch.randn(1, c.in_chans, *c.img_size)) for c in configs}
+    return measure_modules(table, modules, progress=progress)
 
 
 def validate_lut(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None
@@ -132,4 +137,4 @@ def summary_line(rows: Sequence[ValidationRow]) -> str:
 
 
 __all__ = ["CALIBRATION_SEED", "PUBLISHED", "VALIDATION_SEED", "ValidationRow", "calibrate_overhead",
-           "calibration_configs", "measure_networks", "summary_line", "validate_lut", "validation_configs"]
+           "calibration_configs", "measure_modules", "measure_networks", "summary_line", "validate_lut", "validation_configs"]

@@ -4,11 +4,14 @@ The same function prepares a single LUT entry and a whole network, so predicted 
 latencies go through the same path:
 
 - `torch-eager`: the module in eval mode under `torch.inference_mode()`;
-- `torch-fused`: `models.fuse(module, channels_last=True)` with a channels-last input (BN, layer
-  scales, softmax scale folded; biases frozen), the same preparation as `efficientformer bench`'s;
+- `torch-fused`: `models.fuse(module)` in NCHW (BN, layer scales, softmax scale folded; biases
+  frozen). Not channels-last as in `efficientformer bench`: the attention reshapes hand NCHW tensors
+  to the next block, so a channels-last entry timed alone does not pay the layout conversions it
+  pays inside a network, and the sum missed whole-network latency by 10-19% on the tiny space
+  (NCHW: within 3%);
 - `onnxruntime`: the fused module exported by torch's dynamo exporter (the project's ONNX path,
-  `export.onnx.DEFAULT_OPSET`) with a static batch-1 input, run by a CPU InferenceSession with
-  `threads` intra-op threads and one inter-op thread. `export.onnx.export_onnx` is not used
+  `export.onnx.DEFAULT_OPSET`) with a static batch-1 input, run by `export.onnx.onnxruntime_session`
+  (CPU provider, sequential execution) with `threads` intra-op threads. `export.onnx.export_onnx` is not used
   here because it takes 3-channel images only; entries take feature maps.
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from efficientformer.export.onnx import DEFAULT_OPSET
+from efficientformer.export.onnx import DEFAULT_OPSET, onnxruntime_session
 from efficientformer.export.parity import require
 from efficientformer.models.fuse import fuse
 
@@ -74,7 +77,6 @@ def _quiet() -> None:
 
 
 def _onnx_runner(fused: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], object]:
-    ort = require("onnxruntime", "onnx")
     require("onnxscript", "onnx")
     with tempfile.TemporaryDirectory(prefix="efficientformer-lut-") as directory:
         path = Path(directory) / "entry.onnx"
@@ -82,11 +84,7 @@ def _onnx_runner(fused: nn.Module, example: torch.Tensor, threads: int) -> Calla
             program = torch.onnx.export(fused, (example,), dynamo=True, verbose=False, opset_version=DEFAULT_OPSET,
                                         input_names=["x"])
         path.write_bytes(program.model_proto.SerializeToString())
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = onnxruntime_session(path, num_threads=threads)  # the session keeps the model in memory
     feed = {session.get_inputs()[0].name: example.numpy()}
     return lambda: session.run(None, feed)
 
@@ -96,10 +94,7 @@ def make_runner(module: nn.Module, example: torch.Tensor, runtime: str, threads:
     """A callable that runs `module` on `example` once on `runtime` (module must be in eval mode)."""
     if runtime == "torch-eager":
         prepared = module.eval()
-    elif runtime == "torch-fused":
-        prepared = fuse(module, channels_last=True)
-        example = example.contiguous(memory_format=torch.channels_last)
-    elif runtime == "onnxruntime":
+    elif runtime in ("torch-fused", "onnxruntime"):
         prepared = fuse(module)
     else:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")

@@ -159,6 +159,7 @@ class SlimResult:
     stop_reason: str
     evaluations: int = 0
     state_path: Path | None = None
+    accuracies: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -289,7 +290,7 @@ def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latenc
                 on_step(best)
     state.save()
     reached = targets_met(state.steps[-1], target_latency_ms, target_params)
-    return SlimResult(state.steps, reached, state.stop_reason, evaluations, state.path)
+    return SlimResult(state.steps, reached, state.stop_reason, evaluations, state.path, dict(state.accuracy))
 
 
 def write_trajectory_csv(steps: list[Step], path: str | os.PathLike) -> Path:

@@ -1,0 +1,271 @@
+"""The search end to end: supernet (trained or loaded) + latency table (built or loaded) + slimming.
+
+    summary = run_search(SearchJob())                      # the embedded default: digits, tiny space, 64 px
+    summary = run_search(SearchJob(supernet="sn.safetensors", lut="lut.json", data="train/",
+                                   target_latency_ms=3.0, target_params=3.5e6))
+
+Everything goes under `SearchJob.output` and every stage resumes: the supernet run
+(`supernet/`, the training job's exact resume), the table (`lut.json`, entry by entry) and the
+search (`search_state.json`, step by step). Outputs: `trajectory.csv`, `pareto.png`,
+`<space>_<architecture>@<ms>ms_mes@<MES>.json` (a ModelConfig: `efficientformer train --model` takes
+it) and `summary.json`.
+
+Accuracy of a subnet (`SupernetAccuracy`): extract it from the supernet (a plain model with the
+shared weights), recalibrate its BN statistics on `calib_images` training images (resized, not
+augmented), and take its top-1 on `eval_images` held-out images (the run's validation split, the
+same split the supernet training held out). Cached by signature, and stored in the search state.
+
+Reference: the space's counterpart of S0, scored with the same supernet, table and harness. For
+the paper space that is S0 itself; the tiny space has no S0, so it is `efficientformerv2_test`,
+the project's tiny variant, which is a point of the tiny space; otherwise the space's smallest
+subnet. Without explicit targets, the targets are `relative_latency` of the largest subnet's
+predicted latency and `relative_params` of its parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
+from efficientformer.data.transforms import AugmentedDataset, EvalTransform
+from efficientformer.models.config import ModelConfig
+from efficientformer.models.mobilenetv2 import create_mobilenetv2
+from efficientformer.models.registry import get as get_config
+from efficientformer.search.lut import LatencyTable, ParamCounter, build_lut
+from efficientformer.search.lut_validate import calibrate_overhead, calibration_configs, measure_modules
+from efficientformer.search.pareto import Reference, plot_pareto
+from efficientformer.search.sandwich import SUPERNET_FILE, train_supernet
+from efficientformer.search.slimming import SlimResult, Step, slim, write_found, write_trajectory_csv
+from efficientformer.search.space import SearchSpace, get_space, signature
+from efficientformer.search.supernet import Supernet, load_supernet, recalibrate_bn
+from efficientformer.train.datasets import run_datasets
+from efficientformer.train.job import TrainJob
+from efficientformer.train.recipes import DEFAULT
+from efficientformer.utils.io import atomic_write
+
+REFERENCE_NAMES = ("efficientformerv2_s0", "efficientformerv2_test")
+PUBLISHED = ("efficientformerv2_s0", "efficientformerv2_s1", "efficientformerv2_s2", "efficientformerv2_l")
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """What `run_search` does (None = build it / choose the default).
+
+    Args:
+        output: run directory.
+        supernet: a `save_supernet` file; None trains one on `data` (`space`, `supernet_epochs`, `img_size`).
+        lut: a latency table built for the supernet's space (classes, resolution); None builds one.
+        data, val_data: training images (BN recalibration) and held-out images; None = embedded digits.
+        target_latency_ms, target_params: the budget; both None = `relative_*` of the largest subnet.
+        mes: MES constants; `mes_relative` makes the reference subnet score exactly `mes.score`.
+        eval_images, calib_images: held-out images per accuracy, training images per BN recalibration.
+        threads: torch threads for the whole run (training, evaluation, the table). 1 by default: on a
+            busy machine multi-threaded kernels slowed down 10-20x in our runs, on an idle one 2 gain little.
+        runtime, clock, lut_warmup, lut_repeats: how a table is built (search/lut.py).
+    """
+
+    output: str = "runs/search"
+    supernet: str | None = None
+    lut: str | None = None
+    data: str | None = None
+    val_data: str | None = None
+    space: str = "tiny"
+    img_size: int = 64
+    supernet_epochs: int = 6
+    target_latency_ms: float | None = None
+    target_params: float | None = None
+    relative_latency: float = 0.5
+    relative_params: float = 0.5
+    mes: MESConstants = PAPER_MES
+    mes_relative: bool = False
+    eval_images: int = 360
+    calib_images: int = 256
+    batch_size: int = 64
+    runtime: str = "torch-fused"
+    threads: int = 1
+    clock: str = "cpu"
+    lut_warmup: int = 5
+    lut_repeats: int = 30
+    max_steps: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _batches(dataset, count: int, batch_size: int, seed: int, img_size: tuple[int, int], crop_pct: float) -> list:
+    """`count` fixed items of `dataset` (a seeded choice), resized and normalised, as (images, labels) batches."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    loader = DataLoader(AugmentedDataset(Subset(dataset, sorted(order)), EvalTransform(img_size, crop_pct)),
+                        batch_size=batch_size)
+    return [(images, labels) for images, labels in loader]
+
+
+class SupernetAccuracy:
+    """accuracy_of for the search: extract, recalibrate BN on training batches, top-1 (%) on held-out batches."""
+
+    def __init__(self, supernet: Supernet, calib_batches: list, val_batches: list, device: torch.device) -> None:
+        self.supernet = supernet.to(device).eval()
+        self.calib_batches, self.val_batches, self.device = calib_batches, val_batches, device
+        self.cache: dict[str, float] = {}
+
+    def __call__(self, config: ModelConfig) -> float:
+        key = signature(config)
+        if key not in self.cache:
+            model = recalibrate_bn(self.supernet.extract(self.supernet.adapt(config)), self.calib_batches)
+            correct = total = 0
+            with torch.no_grad():
+                for images, labels in self.val_batches:
+                    predicted = model(images.to(self.device)).argmax(dim=1).cpu()
+                    correct += int((predicted == labels).sum())
+                    total += len(labels)
+            self.cache[key] = 100.0 * correct / total
+        return self.cache[key]
+
+
+def reference_config(space: SearchSpace) -> ModelConfig:
+    """The space's counterpart of S0 (module docstring), at the space's base fields."""
+    for name in REFERENCE_NAMES:
+        config = get_config(name)
+        if space.contains(config):
+            return space.make_config(config.stages, name=f"{name.removeprefix('efficientformerv2_')} (reference)")
+    return space.min_config().replace(name="smallest (reference)")
+
+
+def _supernet(job: SearchJob, out: Path) -> tuple[Supernet, Path]:
+    if job.supernet is not None:
+        return load_supernet(job.supernet), Path(job.supernet)
+    run_dir = out / "supernet"
+    recipe = DEFAULT.replace(epochs=job.supernet_epochs, img_size=job.img_size, seed=job.seed)
+    resume = "auto" if run_dir.exists() else None
+    summary = train_supernet(TrainJob(output=str(run_dir), data=job.data, recipe=recipe, resume=resume,
+                                      device=job.device), get_space(job.space))
+    path = Path(summary.get("supernet", run_dir / SUPERNET_FILE))
+    return load_supernet(path), path
+
+
+def _table(job: SearchJob, space: SearchSpace, out: Path) -> LatencyTable:
+    if job.lut is not None:
+        return LatencyTable.load(job.lut)
+    table = build_lut(space, job.runtime, path=out / "lut.json", warmup=job.lut_warmup, repeats=job.lut_repeats,
+                      threads=job.threads, clock=job.clock)
+    if "overhead" not in table.header:
+        calibrate_overhead(table, calibration_configs(space, 3))
+        table.save()
+    return table
+
+
+def _references(space: SearchSpace, table: LatencyTable, accuracy_of, params_of, mes: MESConstants) -> list[Reference]:
+    """The reference subnet and the published variants in the space (scored), MobileNetV2 x1.0 (latency only)."""
+    configs = [reference_config(space)]
+    configs += [space.make_config(get_config(n).stages, name=n.removeprefix("efficientformerv2_"))
+                for n in PUBLISHED if space.contains(get_config(n)) and configs[0].stages != get_config(n).stages]
+    references = []
+    for config in configs:
+        params, latency = params_of(config), table.predict(config)
+        references.append(Reference(config.name, latency, params, mobile_efficiency_score(params, latency, mes),
+                                    accuracy_of(config)))
+    mobilenet = create_mobilenetv2("mobilenetv2_100", num_classes=space.base.num_classes)
+    example = torch.randn(1, 3, *space.base.img_size)
+    measured = measure_modules(table, {"mobilenetv2_100": (mobilenet, example)}, progress=False)
+    latency = measured["mobilenetv2_100"][0]
+    params = sum(p.numel() for p in mobilenet.parameters())
+    references.append(Reference("MobileNetV2 x1.0 (measured)", latency, params,
+                                mobile_efficiency_score(params, latency, mes)))
+    return references
+
+
+def run_search(job: SearchJob) -> dict[str, Any]:
+    """Run (or resume) the whole search; returns the summary also written to `summary.json`."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
+    try:
+        return _run(job)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(job: SearchJob) -> dict[str, Any]:
+    out = Path(job.output)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if job.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if job.device == "auto" else job.device))
+    supernet, supernet_path = _supernet(job, out)
+    space = supernet.space
+    table = _table(job, space, out)
+    table.check_config(space.max_config())
+
+    size = space.base.img_size
+    data = run_datasets(job.data, img_size=size[0], val_data=job.val_data)
+    crop = 1.0 if data.eval_crop_pct is None else data.eval_crop_pct
+    calib = _batches(data.train, job.calib_images, job.batch_size, job.seed, size, crop)
+    val = _batches(data.val, job.eval_images, job.batch_size, job.seed + 1, size, crop)
+    accuracy_of = SupernetAccuracy(supernet, calib, val, device)
+    params_of = ParamCounter()
+
+    reference = reference_config(space)
+    mes = job.mes
+    if job.mes_relative:
+        mes = mes.relative_to(params_of(reference), table.predict(reference))
+    largest = space.max_config()
+    target_latency, target_params = job.target_latency_ms, job.target_params
+    if target_latency is None and target_params is None:
+        target_latency = job.relative_latency * table.predict(largest)
+        target_params = job.relative_params * params_of(largest)
+    fingerprint = {"supernet": _sha256(supernet_path), "lut": {"runtime": table.runtime, "entries": len(table.entries),
+                   "overhead_ms": table.overhead_ms, "date": table.header.get("date")},
+                   "data": data.describe, "eval_images": len(sum((b[1].tolist() for b in val), [])),
+                   "calib_images": job.calib_images, "seed": job.seed}
+    result = slim(space, accuracy_of, table.predict, params_of, target_latency_ms=target_latency,
+                  target_params=target_params, mes=mes, max_steps=job.max_steps,
+                  state_path=out / "search_state.json", fingerprint=json.loads(json.dumps(fingerprint, default=str)))
+    accuracy_of.cache.update(result.accuracies)  # the references need no second evaluation after a resume
+    return _write_outputs(job, out, space, table, result, accuracy_of, params_of, mes, target_latency, target_params)
+
+
+def _row(name: str, step_or_ref) -> dict[str, Any]:
+    return {"name": name, "params": step_or_ref.params, "latency_ms": step_or_ref.latency_ms, "mes": step_or_ref.mes,
+            "accuracy": step_or_ref.accuracy}
+
+
+def _write_outputs(job: SearchJob, out: Path, space: SearchSpace, table: LatencyTable, result: SlimResult,
+                   accuracy_of, params_of, mes: MESConstants, target_latency, target_params) -> dict[str, Any]:
+    found: Step = result.found
+    write_trajectory_csv(result.steps, out / "trajectory.csv")
+    references = _references(space, table, accuracy_of, params_of, mes)
+    found_path = write_found(space.name, found, out, extra={
+        "lut_runtime": table.runtime, "lut_clock": table.header.get("clock"), "targets_met": result.targets_met,
+        "target_latency_ms": target_latency, "target_params": target_params})
+    png = plot_pareto(result.steps, out / "pareto.png", references=references, target_latency_ms=target_latency,
+                      title=f"{space.name} space, {table.runtime} ({table.header.get('clock', 'wall')} clock, "
+                            f"{table.header['threads']} thread(s)), {table.header['img_size'][0]} px",
+                      latency_label=f"predicted latency on {table.runtime} (ms, LUT)")
+    summary = {
+        "found": str(found_path), "targets_met": result.targets_met, "stop_reason": result.stop_reason,
+        "steps": len(result.steps) - 1, "evaluations_this_run": result.evaluations,
+        "targets": {"latency_ms": target_latency, "params": target_params}, "mes": dataclasses.asdict(mes),
+        "rows": [_row("found", found), _row("largest (start)", result.steps[0])]
+                + [_row(r.name, r) for r in references],
+        "trajectory": str(out / "trajectory.csv"), "pareto": None if png is None else str(png),
+        "lut": str(table.path) if table.path else None, "space": space.name,
+    }
+    with atomic_write(out / "summary.json") as handle:
+        handle.write(json.dumps(summary, indent=2, default=str).encode())
+    return summary
+
+
+__all__ = ["SearchJob", "SupernetAccuracy", "reference_config", "run_search"]

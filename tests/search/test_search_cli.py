@@ -1,0 +1,90 @@
+"""`efficientformer lut` and `efficientformer search` end to end on the tiny space (64 px), and the found JSON trains."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from efficientformer.cli import main
+from efficientformer.cli.search import parse_count
+from efficientformer.factory import create_model
+from efficientformer.search.lut import LatencyTable, build_lut
+from efficientformer.search.run import SearchJob, reference_config, run_search
+from efficientformer.search.space import TINY_SPACE, SearchSpace, StageSpace
+from efficientformer.search.supernet import Supernet, save_supernet
+
+pytest.importorskip("sklearn", reason="the embedded digits need scikit-learn (pip install 'efficientformer[demo]')")
+
+
+# A sub-space of the tiny space with a handful of actions, so that a real search takes seconds.
+MICRO_SPACE = SearchSpace(name="micro", base=TINY_SPACE.base, stages=(
+    StageSpace(widths=(8,), ratios=(2,), min_depth=1, max_depth=1),
+    StageSpace(widths=(16,), ratios=(2,), min_depth=1, max_depth=1),
+    StageSpace(widths=(16, 24), ratios=(2,), min_depth=1, max_depth=1, max_attn=1),
+    StageSpace(widths=(24, 32), ratios=(2, 3), min_depth=1, max_depth=2, min_attn=1, max_attn=1)))
+
+
+@pytest.fixture(scope="module")
+def supernet_and_lut(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    supernet = save_supernet(Supernet(MICRO_SPACE), root / "sn.safetensors")  # untrained: the plumbing is tested
+    lut = build_lut(MICRO_SPACE, "torch-fused", path=root / "lut.json", warmup=1, repeats=2, progress=False)
+    return supernet, lut.path
+
+
+def test_parse_count():
+    assert parse_count("3.5M") == 3.5e6 and parse_count("800k") == 8e5 and parse_count("1200000") == 1.2e6
+    with pytest.raises(Exception, match="count"):
+        parse_count("lots")
+
+
+def test_lut_command_builds_and_validates(tmp_path, capsys):
+    output = tmp_path / "lut.json"
+    code = main(["lut", "--space", "tiny", "--img-size", "64", "--output", str(output), "--warmup", "1",
+                 "--repeats", "2", "--calibrate", "2", "--validate", "--random", "1", "--json"])
+    assert code == 0
+    table = LatencyTable.load(output)
+    assert table.header["complete"] and "overhead" in table.header
+    report = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in report["rows"]] == ["random-0-0"]
+    assert report["rows"][0]["measured_ms"] > 0
+
+
+def test_search_command_writes_a_trainable_architecture(supernet_and_lut, tmp_path, capsys):
+    supernet, lut = supernet_and_lut
+    output = tmp_path / "run"
+    args = ["search", "--supernet", str(supernet), "--lut", str(lut), "--output", str(output),
+            "--relative-latency", "0.7", "--relative-params", "0.7", "--eval-images", "20", "--calib-images", "16",
+            "--max-steps", "3", "--threads", "1"]
+    code = main(args)
+    summary = json.loads((output / "summary.json").read_text())
+    assert code == (0 if summary["targets_met"] else 1)
+    printed = capsys.readouterr().out
+    assert "found" in printed and reference_config(MICRO_SPACE).name in printed
+    found = Path(summary["found"])
+    assert found.parent == output and found.name.startswith("micro_") and "ms_mes@" in found.name
+    steps = list(csv.DictReader((output / "trajectory.csv").open()))
+    assert len(steps) == summary["steps"] + 1
+    assert [float(s["mes"]) for s in steps] == sorted(float(s["mes"]) for s in steps)
+    assert (output / "pareto.png").stat().st_size > 10_000
+    names = [row["name"] for row in summary["rows"]]
+    assert names[:3] == ["found", "largest (start)", "smallest (reference)"] and "MobileNetV2" in names[-1]
+    # `efficientformer train --model found.json` takes the file unchanged.
+    model = create_model(str(found))
+    assert MICRO_SPACE.contains(model.config) and TINY_SPACE.contains(model.config)
+    assert main(["train", "--model", str(found), "--output", str(tmp_path / "train"), "--max-steps", "1",
+                 "--batch-size", "16"]) == 0
+    # A second run resumes: nothing is evaluated again.
+    assert main(args) == code
+    assert json.loads((output / "summary.json").read_text())["evaluations_this_run"] == 0
+
+
+def test_search_job_rejects_a_lut_of_another_resolution(supernet_and_lut, tmp_path):
+    supernet, _ = supernet_and_lut
+    other = build_lut(MICRO_SPACE, "torch-fused", img_size=96, path=tmp_path / "lut96.json", warmup=1, repeats=1,
+                      entries=[], progress=False)
+    with pytest.raises(ValueError, match="img_size"):
+        run_search(SearchJob(output=str(tmp_path / "run"), supernet=str(supernet), lut=str(other.path)))
