@@ -16,6 +16,8 @@ from efficientformer.export import (
 )
 from efficientformer.predict import prepare_model
 
+PRECISIONS = ("f32", "bf16", "fp16")
+PRECISION_FORMATS = ("openvino", "coreml")
 HELP = "Export a model (fused, for inference) to a deployment format and check its logits against PyTorch."
 
 
@@ -41,8 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT,
                         help=f"use at most N calibration images, spread over the files (default {DEFAULT_CALIB_COUNT})")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's, 20)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="openvino: f32 (default, exact), bf16 or fp16 (IR weights in fp16) inference precision; "
+                             "coreml: f32 (default) or fp16")
     parser.add_argument("--atol", type=float, default=None, help="parity tolerance on the largest absolute logit "
-                                                                 "difference (default 1e-4 for fp32)")
+                                                                 "difference (default 1e-4 for fp32, 0.25 for "
+                                                                 "bf16/fp16)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -85,10 +91,12 @@ def _parity_table(report: ParityReport) -> Table:
     return table
 
 
-def _print(result: ExportResult | None, report: ParityReport, output: Path, as_json: bool) -> None:
+def _print(result: ExportResult | None, report: ParityReport | None, output: Path, as_json: bool) -> None:
     if as_json:
-        print_json({"format": report.format, "output": str(output),
-                    "file": result.artifact.to_dict() if result is not None else None, "parity": report.to_dict()})
+        print_json({"format": result.format if result is not None else report.format, "output": str(output),
+                    "file": result.artifact.to_dict() if result is not None else None,
+                    "parity": report.to_dict() if report is not None else None,
+                    "parity_unavailable": result.parity_unavailable if result is not None else None})
         return
     if result is not None:
         details = result.artifact.to_dict()
@@ -96,11 +104,13 @@ def _print(result: ExportResult | None, report: ParityReport, output: Path, as_j
         opset = f", opset {details['opset']}" if "opset" in details else ""
         opset += f", {details['backend']}" if "backend" in details else ""
         opset += ", int8" if details.get("int8") else ""
+        opset += f", {details['precision']}" if "precision" in details else ""
         console.print(f"wrote [bold]{output}[/] ({details.get('num_bytes', 0) / 1e6:.1f} MB{opset}, input {shape})",
                       highlight=False, soft_wrap=True)
     if result is not None and isinstance(result.artifact, Int8Export):
         console.print(_size_latency_table(result.artifact))
-    console.print(_parity_table(report))
+    if report is not None:
+        console.print(_parity_table(report))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     spec = FORMATS[args.format]
     output = args.output or Path(f"{model.config.name}{spec.suffix}")
     options = {"opset": args.opset} if args.opset is not None else {}
+    if args.precision is not None:
+        if args.format not in PRECISION_FORMATS:
+            raise ValueError(f"--precision applies to --format {' and '.join(PRECISION_FORMATS)}, not {args.format}")
+        options["precision"] = args.precision
     if args.int8 and args.calib is None:
         warn("no --calib given: calibrating int8 on the 4 built-in parity images; pass a folder of real images")
     if args.calib is not None and not args.int8:
@@ -126,4 +140,6 @@ def run(args: argparse.Namespace) -> int:
                           f"{error.report.summary()}", highlight=False, soft_wrap=True)
         return 1
     _print(result, result.parity, output, args.json)
+    if result.parity_unavailable:
+        warn(f"parity could not run on this machine, only a structural check did: {result.parity_unavailable}")
     return 0

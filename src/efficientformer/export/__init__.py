@@ -14,12 +14,15 @@ from typing import Any
 
 from torch import nn
 
+from efficientformer.export.coreml import CoreMLExport, check_coreml_parity, export_coreml
 from efficientformer.export.executorch import ExecutorchExport, check_executorch_parity, export_executorch, load_runner
 from efficientformer.export.onnx import DEFAULT_OPSET, OnnxExport, check_onnx_parity, export_onnx
-from efficientformer.export.parity import ParityError, ParityReport, check_parity, parity_images
+from efficientformer.export.openvino import OpenVinoExport, check_openvino_parity, export_openvino
+from efficientformer.export.parity import ParityError, ParityReport, ParityUnavailable, check_parity, parity_images
 from efficientformer.export.quantize import (
     DEFAULT_CALIB_COUNT, CalibrationWarning, Int8Export, Int8Report, calibration_images, quantize_executorch, quantize_onnx,
 )
+from efficientformer.export.tflite import TfliteExport, check_tflite_parity, export_tflite
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,11 @@ class ExportFormat:
         suffix: file name suffix of the exported file (".onnx").
         export: (model, path, img_size=, dynamic_batch=, **options) -> a record of the file with `.path`
             and `.to_dict()`.
-        check: (model, path, atol=...) -> ParityReport; raises ParityError over tolerance.
-        default_atol: tolerance on the largest absolute logit difference.
+        check: (model, path, atol=...) -> ParityReport; raises ParityError over tolerance, and
+            ParityUnavailable where the runtime cannot run here (CoreML off macOS).
+        default_atol: tolerance on the largest absolute logit difference of a full-precision file;
+            without `atol` export_model uses the check's own default, which may depend on the file
+            (OpenVINO bf16/fp16 IRs, CoreML fp16 packages: 0.25).
         quantize: (model, path, img_size=, calib=, calib_count=, check=, **options) -> Int8Export, the
             post-training int8 path with its own check (export.quantize); None when the format has none.
     """
@@ -48,16 +54,24 @@ FORMATS: dict[str, ExportFormat] = {
     "onnx": ExportFormat("onnx", ".onnx", export_onnx, check_onnx_parity, default_atol=1e-4, quantize=quantize_onnx),
     "executorch": ExportFormat("executorch", ".pte", export_executorch, check_executorch_parity, default_atol=1e-4,
                                quantize=quantize_executorch),
+    "openvino": ExportFormat("openvino", ".xml", export_openvino, check_openvino_parity, default_atol=1e-4),
+    "tflite": ExportFormat("tflite", ".tflite", export_tflite, check_tflite_parity, default_atol=1e-4),
+    "coreml": ExportFormat("coreml", ".mlpackage", export_coreml, check_coreml_parity, default_atol=1e-4),
 }
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """An exported file and, when it was checked, its parity report."""
+    """An exported file and, when it was checked, its parity report.
+
+    Attributes:
+        parity_unavailable: why parity could not be checked on this machine (then `parity` is None).
+    """
 
     format: str
     artifact: Any
     parity: ParityReport | None
+    parity_unavailable: str | None = None
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx", *,
@@ -79,7 +93,8 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
         calib: int8 calibration images: a folder, a path,label list file, image paths or a tensor;
             default the parity images, with a CalibrationWarning.
         calib_count: use at most this many calibration images.
-        options: format-specific export options (onnx: `opset`; executorch: `max_batch`).
+        options: format-specific export options (onnx: `opset`; executorch: `max_batch`;
+            openvino: `precision` f32|bf16|fp16; coreml: `precision` f32|fp16).
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -94,7 +109,12 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
                                   **options)
         return ExportResult(format, quantized, quantized.report)
     artifact = spec.export(model, path, img_size=img_size, **options)
-    parity = spec.check(model, artifact.path, atol=spec.default_atol if atol is None else atol) if check else None
+    if not check:
+        return ExportResult(format, artifact, None)
+    try:
+        parity = spec.check(model, artifact.path, **({} if atol is None else {"atol": atol}))
+    except ParityUnavailable as error:
+        return ExportResult(format, artifact, None, parity_unavailable=str(error))
     return ExportResult(format, artifact, parity)
 
 
@@ -103,21 +123,31 @@ __all__ = [
     "DEFAULT_OPSET",
     "FORMATS",
     "CalibrationWarning",
+    "CoreMLExport",
     "ExecutorchExport",
     "ExportFormat",
     "ExportResult",
     "Int8Export",
     "Int8Report",
     "OnnxExport",
+    "OpenVinoExport",
     "ParityError",
     "ParityReport",
+    "ParityUnavailable",
+    "TfliteExport",
     "calibration_images",
+    "check_coreml_parity",
     "check_executorch_parity",
     "check_onnx_parity",
+    "check_openvino_parity",
     "check_parity",
+    "check_tflite_parity",
+    "export_coreml",
     "export_executorch",
     "export_model",
     "export_onnx",
+    "export_openvino",
+    "export_tflite",
     "load_runner",
     "parity_images",
     "quantize_executorch",

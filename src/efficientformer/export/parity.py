@@ -36,6 +36,10 @@ class ParityError(RuntimeError):
         super().__init__(f"{report.format} parity check failed{where}: {detail or report.summary()}")
 
 
+class ParityUnavailable(RuntimeError):
+    """The exported file's runtime cannot run on this machine (e.g. CoreML off macOS), so parity was not checked."""
+
+
 @dataclass(frozen=True)
 class ParityReport:
     """How closely an exported model reproduces eager PyTorch on the parity images.
@@ -177,5 +181,5 @@ def check_parity(model: nn.Module, run: Callable[[np.ndarray], np.ndarray], imag
     return report
 
 
-__all__ = ["DEFAULT_NUM_SYNTHETIC", "ParityError", "ParityReport", "check_parity", "compare_outputs", "eager_outputs",
-           "parity_images", "require", "synthetic_images"]
+__all__ = ["DEFAULT_NUM_SYNTHETIC", "ParityError", "ParityReport", "ParityUnavailable", "check_parity", "compare_outputs",
+           "eager_outputs", "parity_images", "require", "synthetic_images"]
