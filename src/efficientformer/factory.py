@@ -25,11 +25,19 @@ from efficientformer.weights.download import resolve_weights
 from efficientformer.weights.zoo import WEIGHTS, default_weights
 
 
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+
+
 def resolve_config(name_or_config: str | os.PathLike | ModelConfig) -> ModelConfig:
-    """A registered name (or short alias like 's0'), a ModelConfig, or a path to a ModelConfig JSON file."""
+    """A registered name (or short alias like 's0'), a ModelConfig, a ModelConfig JSON file, or a checkpoint file.
+
+    A checkpoint gives the config stored in it (ours), or the registered model its keys and shapes match.
+    """
     if isinstance(name_or_config, ModelConfig):
         return name_or_config
     text = str(name_or_config)
+    if text.endswith(CHECKPOINT_SUFFIXES) and Path(text).is_file():
+        return _config_of(read_checkpoint(text), None)
     if text.endswith(".json") or os.sep in text:
         return ModelConfig.from_json(Path(text))
     return registry.get(text)

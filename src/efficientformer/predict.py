@@ -11,12 +11,11 @@ import torch
 from PIL import Image
 
 from efficientformer.data.preprocess import DEFAULT_CROP_PCT, eval_transform, imagenet_class_names, load_image
-from efficientformer.factory import create_model, load_model
+from efficientformer.factory import CHECKPOINT_SUFFIXES, create_model, load_model
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
 from efficientformer.weights.zoo import WEIGHTS
 
-_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 
 class Prediction(NamedTuple):
@@ -60,7 +59,7 @@ def prepare_model(model: str | os.PathLike | ModelConfig | None = None,
             config = load_model(path, model=model).config
             return create_model(config, pretrained=path, device=device, **overrides).eval(), True
         return load_model(path, model=model, device=device), True
-    if os.sep in text or "/" in text or text.endswith(_CHECKPOINT_SUFFIXES):
+    if os.sep in text or "/" in text or text.endswith(CHECKPOINT_SUFFIXES):
         raise FileNotFoundError(f"weights file {path} does not exist")
     if model is None:
         if text not in WEIGHTS:

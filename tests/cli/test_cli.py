@@ -163,3 +163,11 @@ def test_predict_with_model_and_weights_file(tiny_checkpoint, capsys):
     assert main(["predict", "--model", "efficientformerv2_test", "--weights", str(tiny_checkpoint), "--json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)[0]["pretrained"] is True and "random" not in captured.err
+
+
+def test_info_reads_the_config_of_a_checkpoint(tmp_path, tiny_model, capsys):
+    path = save_checkpoint(tiny_model, tmp_path / "best.safetensors")
+    assert main(["info", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["name"] == tiny_model.config.name
+    assert data["params"] == sum(p.numel() for p in tiny_model.parameters())
