@@ -171,3 +171,12 @@ def test_info_reads_the_config_of_a_checkpoint(tmp_path, tiny_model, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["name"] == tiny_model.config.name
     assert data["params"] == sum(p.numel() for p in tiny_model.parameters())
+
+
+def test_predict_names_the_classes_of_a_training_run(tmp_path, tiny_model, capsys):
+    names = [f"flower_{i}" for i in range(tiny_model.num_classes)]
+    path = save_checkpoint(tiny_model, tmp_path / "best.safetensors",
+                           metadata={"classes": json.dumps(names), "eval_crop_pct": "1.0"})
+    assert main(["predict", str(sample_image_path()), "--weights", str(path), "--topk", "3", "--json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)[0]["predictions"]
+    assert len(predictions) == 3 and all(p["name"] == names[p["index"]] for p in predictions)

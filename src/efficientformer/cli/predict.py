@@ -9,6 +9,7 @@ from rich.table import Table
 from efficientformer.cli import console, print_json, warn
 from efficientformer.data.preprocess import DEFAULT_CROP_PCT, sample_image_path
 from efficientformer.predict import predict, prepare_model
+from efficientformer.train.evaluate import run_metadata
 
 HELP = "Classify images (default: the bundled cat photo) and print the top-k classes."
 
@@ -20,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="checkpoint file (any layout) or weight tag from "
                                                         "`efficientformer list`; without it the weights are random")
     parser.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
-    parser.add_argument("--crop-pct", type=float, default=DEFAULT_CROP_PCT, help="eval centre-crop fraction")
+    parser.add_argument("--crop-pct", type=float, default=None,
+                        help=f"eval centre-crop fraction (default: the training run's, else {DEFAULT_CROP_PCT})")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
@@ -30,7 +32,13 @@ def run(args: argparse.Namespace) -> int:
     if not pretrained:
         warn(f"no --weights given: {model.config.name} has random weights, so these predictions are meaningless")
     images = args.images or [str(sample_image_path())]
-    results = predict(model, images, topk=args.topk, crop_pct=args.crop_pct)
+    # A checkpoint of our training runs names its classes and eval crop (ImageNet names otherwise).
+    stored = run_metadata(args.weights) if args.weights is not None else {}
+    names = stored.get("classes")
+    if names is not None and len(names) != model.num_classes:
+        names = None
+    crop_pct = args.crop_pct if args.crop_pct is not None else stored.get("eval_crop_pct", DEFAULT_CROP_PCT)
+    results = predict(model, images, topk=args.topk, crop_pct=crop_pct, names=names)
     if args.json:
         print_json([{"image": image, "model": model.config.name, "pretrained": pretrained,
                      "predictions": [p._asdict() for p in predictions]}
