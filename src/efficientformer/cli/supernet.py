@@ -14,7 +14,6 @@ from efficientformer.search.sandwich import SUPERNET_FILE, train_supernet
 from efficientformer.search.space import SPACES, get_space
 from efficientformer.search.supernet import load_supernet
 from efficientformer.train.job import TrainJob
-from efficientformer.train.recipes import get_recipe
 from efficientformer.weights.checkpoint import save_checkpoint
 
 HELP = "Train a search supernet (sandwich rule, in-place distillation) or extract a subnet from one."
@@ -59,10 +58,7 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     if args.model is not None:
         raise ValueError("supernet train takes the architecture from --space, not --model")
-    recipe = get_recipe(args.recipe)
-    changes = train_cli._overrides(args)
-    if changes:
-        recipe = recipe.replace(**changes)
+    recipe = train_cli.recipe_from_args(args)
     fields = {f.name for f in dataclasses.fields(TrainJob)} - {"recipe", "model", "pretrained"}
     values = {name: getattr(args, _ARG_NAMES.get(name, name)) for name in fields
               if hasattr(args, _ARG_NAMES.get(name, name))}

@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override any other recipe field (JSON value), e.g. --set mixup=0.2")
 
 
+def recipe_from_args(args: argparse.Namespace) -> TrainRecipe:
+    """The --recipe with the recipe flags and every --set FIELD=VALUE applied (shared with `supernet train`)."""
+    recipe = get_recipe(args.recipe)
+    changes = _overrides(args)
+    return recipe.replace(**changes) if changes else recipe
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     changes = {name: getattr(args, name) for name in _RECIPE_FLAGS if getattr(args, name) is not None}
     for item in args.set:
@@ -67,10 +74,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = get_recipe(args.recipe)
-    changes = _overrides(args)
-    if changes:
-        recipe = recipe.replace(**changes)
+    recipe = recipe_from_args(args)
     job = TrainJob(output=args.output, data=args.data, val_data=args.val_data, val_split=args.val_split,
                    on_bad_image=args.on_bad_image, model=args.model, recipe=recipe, pretrained=args.pretrained,
                    teacher=args.teacher, resume=args.resume, device=args.device, num_workers=args.workers,

@@ -42,7 +42,7 @@ from efficientformer.layers import LayerScale2d
 from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
 from efficientformer.models.config import StageConfig
 from efficientformer.models.efficientformer_v2 import Stage
-from efficientformer.train.distributed import _SyncBatchNormFunction
+from efficientformer.train.distributed import SyncBatchNormFunction
 
 
 def tensors_of(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -143,7 +143,7 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             # Under DDP, statistics over the global batch like the job's SyncBN for plain layers (SPEC 4).
             if not update:
                 mean, var, factor = mean.clone(), var.clone(), 0.0
-            return _SyncBatchNormFunction.apply(x, weight, bias, mean, var, self.eps, factor)
+            return SyncBatchNormFunction.apply(x, weight, bias, mean, var, self.eps, factor)
         use_running = update or not self.training
         return F.batch_norm(x, mean if use_running else None, var if use_running else None, weight, bias,
                             self.training, factor, self.eps)

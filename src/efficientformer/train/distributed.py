@@ -77,7 +77,7 @@ def cleanup(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-class _SyncBatchNormFunction(torch.autograd.Function):
+class SyncBatchNormFunction(torch.autograd.Function):
     """Batch norm whose batch statistics, and the sums its backward needs, are all-reduced over processes."""
 
     @staticmethod
@@ -124,7 +124,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         self.num_batches_tracked.add_(1)
-        return _SyncBatchNormFunction.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
+        return SyncBatchNormFunction.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
                                             self.eps, self.momentum)
 
 
@@ -136,5 +136,5 @@ def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-__all__ = ["DistInfo", "SyncBatchNorm2d", "all_reduce_min", "all_reduce_sum", "barrier", "cleanup",
+__all__ = ["DistInfo", "SyncBatchNorm2d", "SyncBatchNormFunction", "all_reduce_min", "all_reduce_sum", "barrier", "cleanup",
            "convert_sync_batchnorm", "gather_strings", "init_distributed"]
