@@ -68,12 +68,13 @@ def test_int8_tolerance():
     assert close.passed and close.top1_agreement == 1.0 and close.relative_error < 0.05
     assert close.cosine_similarity > 0.99 and "top-1 agreement 100%" in close.summary()
     shuffled = compare_int8(reference, reference[:, ::-1], runtime="x", format="onnx")  # a layout bug
-    assert not shuffled.passed and shuffled.relative_error > 0.25
+    assert not shuffled.passed and shuffled.relative_error > 0.5
     scaled = compare_int8(reference, 1.6 * reference, runtime="x", format="onnx")  # same classes, wrong scale
     assert scaled.top1_agreement == 1.0 and not scaled.passed
     nan = compare_int8(reference, np.full_like(reference, np.nan), runtime="x", format="onnx")
     assert not nan.passed
-    assert compare_int8(reference, reference, runtime="x", format="onnx").to_dict()["passed"] is True
+    exact = compare_int8(reference, reference, runtime="x", format="onnx").to_dict()
+    assert exact["passed"] is True and "atol" not in exact and json.loads(json.dumps(exact, allow_nan=False))
 
 
 def test_interleaved_latency_reports_each_runner():
@@ -107,7 +108,7 @@ def test_cli_onnx_int8_with_calibration_folder(tiny, tmp_path, capsys):
                  str(tmp_path / "calib"), "--calib-count", "4", "--output", str(output), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     parity, file = data["parity"], data["file"]
-    assert parity["passed"] and parity["top1_agreement"] >= 0.5 and parity["relative_error"] <= 0.25
+    assert parity["passed"] and parity["top1_agreement"] >= 0.5 and parity["relative_error"] <= 0.5
     assert 0.9 < parity["cosine_similarity"] <= 1.0 + 1e-6 and parity["max_abs_diff"] > 0  # int8 is not exact
     assert file["int8"] and file["num_calib_images"] == 4 and file["calib_source"] == str(tmp_path / "calib")
     assert file["num_bytes"] == output.stat().st_size and file["fp32_num_bytes"] > 0
