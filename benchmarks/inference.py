@@ -15,16 +15,9 @@ import argparse
 import torch
 
 import efficientformer
+from efficientformer.bench.runtimes import torch_call
 from efficientformer.bench.timing import time_interleaved
 from efficientformer.utils.machine import machine_line
-
-
-def timed_call(model, x):
-    """A zero-argument callable running `model(x)` without autograd."""
-    def call():
-        with torch.inference_mode():
-            model(x)
-    return call
 
 
 def main() -> None:
@@ -50,7 +43,7 @@ def main() -> None:
                 models["compiled"] = efficientformer.fuse(model, channels_last=True, compile=True)
                 inputs["compiled"] = inputs["fused_cl"]
             rounds = max(5, args.rounds // batch if batch > 1 else args.rounds)
-            timings = time_interleaved({name: timed_call(models[name], inputs[name]) for name in models},
+            timings = time_interleaved({name: torch_call(models[name], inputs[name]) for name in models},
                                        warmup=3, repeats=rounds, description=f"{variant} batch {batch}")
             median = {name: timing.median_ms for name, timing in timings.items()}
             cells = [f"{median[n]:.2f} (p90 {timings[n].p90_ms:.2f})" if n in median else "-"

@@ -117,3 +117,15 @@ def test_bad_arguments_are_usage_errors(tmp_path):
     assert main(["bench", "--runtime", "tensorrt", "--output", str(tmp_path)]) == 2
     assert main(["bench", "--models", "efficientformerv2_nope", "--output", str(tmp_path)]) == 2
     assert main(["bench", "--batch", "0", "--output", str(tmp_path)]) == 2
+
+
+def test_partial_results_are_handed_over_after_each_runtime(monkeypatch):
+    for name in ("fake-first", "fake-second"):
+        monkeypatch.setitem(runtimes_module.RUNTIMES, name,
+                            Runtime(name, "does nothing", lambda model, prep: (lambda batch: (lambda: None))))
+    seen = []
+    result = run_bench(BenchConfig(models=("efficientformerv2_test",), runtimes=("fake-first", "fake-second"),
+                                   img_size=(64, 64), throughput_batch=None, repeats=2, warmup=0, threads=1),
+                       progress=False, on_runtime_done=seen.append)
+    assert [[row.runtime for row in partial.rows] for partial in seen] == [["fake-first"]]
+    assert [row.runtime for row in result.rows] == ["fake-first", "fake-second"]

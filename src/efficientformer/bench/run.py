@@ -247,22 +247,33 @@ def _prepare(runtime: str, models: list[BenchModel], config: BenchConfig, thread
 
 
 def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = None,
-              on_runtime_done: Callable[[str], None] | None = None) -> BenchResult:
+              on_runtime_done: Callable[[BenchResult], None] | None = None) -> BenchResult:
     """Measure every model of `config` on every runtime; see the module docstring for what is counted.
 
     Args:
         progress: progress bars for preparation and timing; None = only on a terminal.
-        on_runtime_done: called with each runtime's name after it has been timed.
+        on_runtime_done: called after each runtime with the result so far (the runtimes done), e.g. to
+            write partial reports during a long run.
     """
     threads = set_threads(config.threads)
     models = build_models(config)
     runtimes, skipped = _runtime_names(config)
+    reference = canonical_name(config.reference)
+    reference = reference if any(model.name == reference for model in models) else None
     timings: dict[tuple[str, str, int], Timing] = {}
     errors: dict[tuple[str, str], str] = {}
+
+    def result(done: list[str]) -> BenchResult:
+        rows = _rows(config, models, done, timings, errors, reference)
+        raw = {f"{runtime}/{name}/b{batch}": timing.to_dict() for (runtime, name, batch), timing in timings.items()}
+        return BenchResult(config=config, rows=tuple(rows), skipped=skipped, machine=machine_line(),
+                           versions=versions(runtimes + list(skipped)), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                           threads=threads, reference=reference, timings=raw)
+
     with tempfile.TemporaryDirectory(prefix="efficientformer-bench-") as tmp:
         workdir = Path(config.workdir) if config.workdir is not None else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        for runtime in runtimes:
+        for index, runtime in enumerate(runtimes):
             calls, failed = _prepare(runtime, models, config, threads, workdir, progress)
             errors.update({(runtime, name): message for name, message in failed.items()})
             for batch in config.batches:
@@ -271,15 +282,9 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
                                                 progress=progress, description=f"{runtime} batch {batch}")
                     timings.update({(runtime, name, batch): timing for name, timing in measured.items()})
             del calls
-            if on_runtime_done is not None:
-                on_runtime_done(runtime)
-    reference = canonical_name(config.reference)
-    reference = reference if any(model.name == reference for model in models) else None
-    rows = _rows(config, models, runtimes, timings, errors, reference)
-    raw = {f"{runtime}/{name}/b{batch}": timing.to_dict() for (runtime, name, batch), timing in timings.items()}
-    return BenchResult(config=config, rows=tuple(rows), skipped=skipped, machine=machine_line(),
-                       versions=versions(runtimes + list(skipped)), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                       threads=threads, reference=reference, timings=raw)
+            if on_runtime_done is not None and index < len(runtimes) - 1:
+                on_runtime_done(result(runtimes[:index + 1]))
+    return result(runtimes)
 
 
 def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],

@@ -10,8 +10,8 @@
 | openvino       | the fused model exported to OpenVINO IR, its runner                        |
 
 Every callable runs the whole batch and discards the output; torch calls run under
-`torch.inference_mode()`. Exported files go to a work directory and are made once per model (and
-per batch where the file has a static batch). The export and runtime packages are optional and
+`torch.inference_mode()`. Exported files go to a work directory, one per model and export option
+(ExecuTorch: the static batch-1 program for latency, a bounded dynamic batch for throughput). The export and runtime packages are optional and
 imported only when their runtime is prepared: `unavailable(name)` says why one cannot run.
 """
 

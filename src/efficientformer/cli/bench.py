@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         reference=args.reference,
         mes=dataclasses.replace(PAPER_MES, latency_unit_ms=args.latency_unit_ms, params_unit=args.params_unit),
         workdir=args.output / "exports" if args.keep_exports else None)
-    result = run_bench(config)
+    # A full run takes many minutes: keep the files of the runtimes done so far up to date.
+    result = run_bench(config, on_runtime_done=lambda partial: write_report(partial, args.output))
     for runtime, reason in result.skipped.items():
         warn(f"skipped {runtime}: {reason}")
     written = write_report(result, args.output)
