@@ -6,7 +6,9 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from efficientformer.cli import main
 from efficientformer.cli.search import parse_count
@@ -88,3 +90,39 @@ def test_search_job_rejects_a_lut_of_another_resolution(supernet_and_lut, tmp_pa
                       entries=[], progress=False)
     with pytest.raises(ValueError, match="img_size"):
         run_search(SearchJob(output=str(tmp_path / "run"), supernet=str(supernet), lut=str(other.path)))
+
+
+@pytest.mark.slow
+def test_default_run_end_to_end_small(tmp_path):
+    """The no-argument pipeline (supernet training on digits + LUT + search), shortened: 1 epoch, few images."""
+    job = SearchJob(output=str(tmp_path / "run"), supernet_epochs=1, eval_images=60, calib_images=32,
+                    relative_latency=0.8, relative_params=0.8, lut_warmup=1, lut_repeats=3)
+    summary = run_search(job)
+    assert summary["targets_met"], summary["stop_reason"]
+    assert (tmp_path / "run" / "supernet" / "supernet.safetensors").is_file()
+    assert create_model(summary["found"]).config.num_classes == 10
+    assert summary["rows"][2]["name"] == "test (reference)"
+
+
+def _colour_folder(root: Path, classes=("blue", "green", "red"), per_class: int = 8) -> Path:
+    generator = np.random.default_rng(0)
+    for index, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for item in range(per_class):
+            pixels = np.full((24, 24, 3), 60 * index + 40, dtype=np.int64) + generator.integers(-20, 21, (24, 24, 3))
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / name / f"{item}.png")
+    return root
+
+
+def test_search_on_an_image_folder(tmp_path):
+    space = MICRO_SPACE.replace_base(num_classes=3)
+    supernet = save_supernet(Supernet(space), tmp_path / "sn3.safetensors")
+    lut = build_lut(space, "torch-fused", path=tmp_path / "lut3.json", warmup=1, repeats=1, progress=False)
+    folder = _colour_folder(tmp_path / "colours")
+    summary = run_search(SearchJob(output=str(tmp_path / "run"), supernet=str(supernet), lut=str(lut.path),
+                                   data=str(folder), relative_latency=0.9, relative_params=0.9, eval_images=6,
+                                   calib_images=8, max_steps=2))
+    assert create_model(summary["found"]).config.num_classes == 3
+    assert all(0.0 <= row["accuracy"] <= 100.0 for row in summary["rows"] if row["accuracy"] is not None)
+    with pytest.raises(ValueError, match="classes"):
+        run_search(SearchJob(output=str(tmp_path / "run2"), supernet=str(supernet), lut=str(lut.path)))

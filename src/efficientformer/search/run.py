@@ -152,8 +152,8 @@ def _supernet(job: SearchJob, out: Path) -> tuple[Supernet, Path]:
     run_dir = out / "supernet"
     recipe = DEFAULT.replace(epochs=job.supernet_epochs, img_size=job.img_size, seed=job.seed)
     resume = "auto" if run_dir.exists() else None
-    summary = train_supernet(TrainJob(output=str(run_dir), data=job.data, recipe=recipe, resume=resume,
-                                      device=job.device), get_space(job.space))
+    summary = train_supernet(TrainJob(output=str(run_dir), data=job.data, val_data=job.val_data, recipe=recipe,
+                                      resume=resume, device=job.device), get_space(job.space))
     path = Path(summary.get("supernet", run_dir / SUPERNET_FILE))
     return load_supernet(path), path
 
@@ -211,6 +211,9 @@ def _run(job: SearchJob) -> dict[str, Any]:
 
     size = space.base.img_size
     data = run_datasets(job.data, img_size=size[0], val_data=job.val_data)
+    if len(data.classes) != space.base.num_classes:
+        raise ValueError(f"the supernet {supernet_path} predicts {space.base.num_classes} classes but "
+                         f"{job.data or 'the embedded digits'} has {len(data.classes)}")
     crop = 1.0 if data.eval_crop_pct is None else data.eval_crop_pct
     calib = _batches(data.train, job.calib_images, job.batch_size, job.seed, size, crop)
     val = _batches(data.val, job.eval_images, job.batch_size, job.seed + 1, size, crop)
