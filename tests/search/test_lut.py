@@ -97,6 +97,8 @@ def test_validation_and_overhead_calibration_run(tiny_table):
         assert row.sum_ms == pytest.approx(tiny_table.sum_ms(config))
         assert row.predicted_ms == pytest.approx(row.sum_ms + overhead)
         assert row.measured_ms > 0 and row.error == pytest.approx((row.predicted_ms - row.measured_ms) / row.measured_ms)
+        assert row.session_sum_ms > 0 and row.additivity_error == pytest.approx(
+            (row.session_sum_ms + overhead - row.measured_ms) / row.measured_ms)
     # The validation nets are not the calibration nets.
     assert not {r.name for r in rows} & set(tiny_table.header["overhead"]["calibration"])
 

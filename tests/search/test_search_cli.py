@@ -102,6 +102,8 @@ def test_default_run_end_to_end_small(tmp_path):
     assert (tmp_path / "run" / "supernet" / "supernet.safetensors").is_file()
     assert create_model(summary["found"]).config.num_classes == 10
     assert summary["rows"][2]["name"] == "test (reference)"
+    again = run_search(job)  # resumes every stage: no training, no measurement, no evaluation
+    assert again["evaluations_this_run"] == 0 and again["found"] == summary["found"]
 
 
 def _colour_folder(root: Path, classes=("blue", "green", "red"), per_class: int = 8) -> Path:

@@ -65,11 +65,15 @@ def run(args: argparse.Namespace) -> int:
         print_json({"lut": output, "rows": [r.to_dict() for r in rows], "overhead_ms": table.overhead_ms})
         return 0
     view = Table(title=f"{table.header['machine']} | {table.runtime} | {args.img_size} px | batch 1", title_justify="left")
-    for column in ("network", "sum of entries (ms)", "predicted (ms)", "measured median (ms)", "p90 (ms)", "error"):
+    for column in ("network", "sum of entries (ms)", "predicted (ms)", "measured median (ms)", "p90 (ms)", "error",
+                   "same-session sum (ms)", "additivity error"):
         view.add_column(column, justify="left" if column == "network" else "right")
     for row in rows:
         view.add_row(row.name, f"{row.sum_ms:.3f}", f"{row.predicted_ms:.3f}", f"{row.measured_ms:.3f}",
-                     f"{row.measured_p90_ms:.3f}", f"{100 * row.error:+.1f}%")
+                     f"{row.measured_p90_ms:.3f}", f"{100 * row.error:+.1f}%", f"{row.session_sum_ms:.3f}",
+                     f"{100 * row.additivity_error:+.1f}%")
     console.print(view)
-    console.print(f"{summary_line(rows)}; overhead {table.overhead_ms:+.3f} ms per network", highlight=False)
+    console.print(f"prediction: {summary_line(rows)}; overhead {table.overhead_ms:+.3f} ms per network\n"
+                  f"additivity (entries re-timed with the networks): "
+                  f"{summary_line(rows, additivity=True)}", highlight=False)
     return 0

@@ -150,6 +150,8 @@ def _supernet(job: SearchJob, out: Path) -> tuple[Supernet, Path]:
     if job.supernet is not None:
         return load_supernet(job.supernet), Path(job.supernet)
     run_dir = out / "supernet"
+    if (run_dir / SUPERNET_FILE).is_file():  # written once, when the training has finished
+        return load_supernet(run_dir / SUPERNET_FILE), run_dir / SUPERNET_FILE
     recipe = DEFAULT.replace(epochs=job.supernet_epochs, img_size=job.img_size, seed=job.seed)
     resume = "auto" if run_dir.exists() else None
     summary = train_supernet(TrainJob(output=str(run_dir), data=job.data, val_data=job.val_data, recipe=recipe,
