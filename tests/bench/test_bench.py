@@ -129,3 +129,20 @@ def test_partial_results_are_handed_over_after_each_runtime(monkeypatch):
                        progress=False, on_runtime_done=seen.append)
     assert [[row.runtime for row in partial.rows] for partial in seen] == [["fake-first"]]
     assert [row.runtime for row in result.rows] == ["fake-first", "fake-second"]
+
+
+def test_a_failure_at_the_throughput_batch_keeps_the_latency(monkeypatch):
+    def prepare(model, prep):
+        def for_batch(batch):
+            if batch > 1:
+                raise ValueError("this file takes batch 1 only")
+            return lambda: None
+        return for_batch
+
+    monkeypatch.setitem(runtimes_module.RUNTIMES, "fake-batch1", Runtime("fake-batch1", "batch 1 only", prepare))
+    result = run_bench(BenchConfig(models=("efficientformerv2_test",), runtimes=("fake-batch1",), img_size=(64, 64),
+                                   batch=1, throughput_batch=4, repeats=2, warmup=0, threads=1), progress=False)
+    (row,) = result.rows
+    assert row.median_ms is not None and row.mes is not None
+    assert row.images_per_s is None and row.throughput_median_ms is None
+    assert row.error == "batch 4: ValueError: this file takes batch 1 only"

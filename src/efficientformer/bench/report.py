@@ -44,7 +44,7 @@ def bench_table(result: BenchResult) -> Table:
         if previous is not None and row.runtime != previous:
             table.add_section()
         previous = row.runtime
-        if row.error is not None:
+        if row.median_ms is None:
             table.add_row(row.runtime, row.label, f"{row.params / 1e6:.2f}", f"{row.params_deployed / 1e6:.2f}",
                           f"{row.macs / 1e9:.3f}", f"[red]{escape(row.error[:60])}[/]", *("",) * 5)
             continue

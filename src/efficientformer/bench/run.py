@@ -225,7 +225,10 @@ def _runtime_names(config: BenchConfig) -> tuple[list[str], dict[str, str]]:
 
 def _prepare(runtime: str, models: list[BenchModel], config: BenchConfig, threads: int, workdir: Path,
              progress: bool | None) -> tuple[dict[int, dict[str, TimedCall]], dict[str, str]]:
-    """Timed callables per batch and model; a model whose preparation or first call fails goes to errors."""
+    """Timed callables per batch and model, and the errors of those that failed to prepare or to run once.
+
+    A failure at one batch (e.g. the throughput batch) leaves the model's other batches measured.
+    """
     calls: dict[int, dict[str, TimedCall]] = {batch: {} for batch in config.batches}
     errors: dict[str, str] = {}
     with progress_bar(disable=None if progress is None else not progress) as bar:
@@ -234,14 +237,18 @@ def _prepare(runtime: str, models: list[BenchModel], config: BenchConfig, thread
             try:
                 loader = RUNTIMES[runtime].prepare(
                     model.module, Preparation(model.name, config.img_size, threads, workdir))
-                for batch in config.batches:
+            except Exception as error:  # any runtime's export/load error: report it and bench the others
+                errors[model.name] = f"{type(error).__name__}: {error}"
+                bar.advance(task)
+                continue
+            for batch in config.batches:
+                try:
                     call = loader(batch)
                     call()  # fail here, not in the middle of the interleaved rounds
                     calls[batch][model.name] = call
-            except Exception as error:  # any runtime's export/load error: report it and bench the others
-                errors[model.name] = f"{type(error).__name__}: {error}"
-                for batch_calls in calls.values():
-                    batch_calls.pop(model.name, None)
+                except Exception as error:
+                    where = f"batch {batch}: " if len(config.batches) > 1 else ""
+                    errors[model.name] = f"{where}{type(error).__name__}: {error}"
             bar.advance(task)
     return calls, errors
 
@@ -306,12 +313,14 @@ def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],
                 rows.append(BenchRow(**base, error=errors.get((runtime, model.name), "not measured")))
                 continue
             throughput_batch = config.batches[-1]
-            throughput = timings.get((runtime, model.name, throughput_batch), latency)
+            throughput = timings.get((runtime, model.name, throughput_batch))
             eager = timings.get((EAGER, model.name, config.batch))
             rows.append(BenchRow(
                 **base, median_ms=latency.median_ms, p90_ms=latency.p90_ms, mean_ms=latency.mean_ms,
-                min_ms=latency.min_ms, throughput_batch=throughput_batch, throughput_median_ms=throughput.median_ms,
-                images_per_s=throughput_batch * 1e3 / throughput.median_ms,
+                min_ms=latency.min_ms, throughput_batch=throughput_batch,
+                throughput_median_ms=throughput.median_ms if throughput else None,
+                images_per_s=throughput_batch * 1e3 / throughput.median_ms if throughput else None,
+                error=errors.get((runtime, model.name)),
                 speedup_vs_eager=eager.median_ms / latency.median_ms if eager is not None else None,
                 mes=mobile_efficiency_score(model.params_deployed, latency.median_ms, config.mes),
                 mes_vs_reference=(mobile_efficiency_score(model.params_deployed, latency.median_ms, relative)
