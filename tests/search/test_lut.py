@@ -92,7 +92,7 @@ def test_validation_and_overhead_calibration_run(tiny_table):
     overhead = calibrate_overhead(tiny_table, calibration)
     assert tiny_table.header["overhead"]["ms"] == overhead
     assert set(tiny_table.header["overhead"]["calibration"]) == {c.name for c in calibration}
-    rows = validate_lut(tiny_table, [test, TINY_SPACE.min_config()])
+    rows = validate_lut(tiny_table, [test, TINY_SPACE.min_config()], with_entries=True)
     for row, config in zip(rows, (test, TINY_SPACE.min_config())):
         assert row.sum_ms == pytest.approx(tiny_table.sum_ms(config))
         assert row.predicted_ms == pytest.approx(row.sum_ms + overhead)

@@ -49,7 +49,7 @@ def test_lut_command_builds_and_validates(tmp_path, capsys):
                  "--repeats", "2", "--calibrate", "2", "--validate", "--random", "1", "--json"])
     assert code == 0
     table = LatencyTable.load(output)
-    assert table.header["complete"] and "overhead" in table.header
+    assert table.header["complete"] and "overhead" in table.header  # --calibrate 2 asked for it
     report = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in report["rows"]] == ["random-0-0"]
     assert report["rows"][0]["measured_ms"] > 0

@@ -22,7 +22,7 @@ harness, entries interleaved in chunks; after every chunk the JSON file is rewri
 so a killed build resumes where it stopped and never re-measures a finished entry.
 
 Additivity is checked by `lut_validate.validate_lut`; what the sum misses per network (framework
-dispatch, cache effects) can be fitted as one constant `overhead_ms` on calibration networks
+dispatch, cache effects) can optionally be fitted as one constant `overhead_ms` on calibration networks
 (`lut_validate.calibrate_overhead`), which `predict` adds.
 """
 

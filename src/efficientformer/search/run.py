@@ -69,7 +69,8 @@ class SearchJob:
         eval_images, calib_images: held-out images per accuracy, training images per BN recalibration.
         threads: torch threads for the whole run (training, evaluation, the table). 1 by default: on a
             busy machine multi-threaded kernels slowed down 10-20x in our runs, on an idle one 2 gain little.
-        runtime, clock, lut_warmup, lut_repeats: how a table is built (search/lut.py).
+        runtime, clock, lut_warmup, lut_repeats, calibrate: how a table is built (search/lut.py,
+            lut_validate.calibrate_overhead; 0 = predict with the plain sum).
     """
 
     output: str = "runs/search"
@@ -94,6 +95,7 @@ class SearchJob:
     clock: str = "cpu"
     lut_warmup: int = 5
     lut_repeats: int = 30
+    calibrate: int = 0
     max_steps: int | None = None
     device: str = "cpu"
     seed: int = 0
@@ -165,8 +167,8 @@ def _table(job: SearchJob, space: SearchSpace, out: Path) -> LatencyTable:
         return LatencyTable.load(job.lut)
     table = build_lut(space, job.runtime, path=out / "lut.json", warmup=job.lut_warmup, repeats=job.lut_repeats,
                       threads=job.threads, clock=job.clock)
-    if "overhead" not in table.header:
-        calibrate_overhead(table, calibration_configs(space, 3))
+    if job.calibrate and "overhead" not in table.header:
+        calibrate_overhead(table, calibration_configs(space, job.calibrate))
         table.save()
     return table
 
