@@ -96,6 +96,7 @@ def plot_latency_params(result: BenchResult, path: str | os.PathLike) -> Path | 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.lines import Line2D
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         return None
     rows = [row for row in result.rows if row.median_ms is not None]
@@ -123,10 +124,13 @@ def plot_latency_params(result: BenchResult, path: str | os.PathLike) -> Path | 
     axis.margins(x=0.08, y=0.12)
     params = [row.params_deployed for row in rows]
     latencies = [row.median_ms for row in rows]
-    if max(params) / min(params) > 4:
-        axis.set_xscale("log")
-    if max(latencies) / min(latencies) > 4:
-        axis.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 20, not 2x10^1
+    for values, scale, ticks in ((params, axis.set_xscale, axis.xaxis), (latencies, axis.set_yscale, axis.yaxis)):
+        if max(values) / min(values) > 4:
+            scale("log")
+            ticks.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+            ticks.set_minor_formatter(NullFormatter())
+            ticks.set_major_formatter(plain)
     axis.set_xlabel("parameters of the deployed (fused) model, millions")
     axis.set_ylabel(f"median latency at batch {result.config.batch}, ms")
     axis.grid(alpha=0.3, which="both")
