@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from efficientformer.export.onnx import _image_size, _quiet_exporter
+from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.parity import ParityReport, ParityUnavailable, check_parity, parity_images, require
 from efficientformer.models.fuse import fuse
 
@@ -144,12 +144,12 @@ def export_coreml(model: nn.Module, path: str | os.PathLike, img_size: int | tup
         raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
     if getattr(model, "features_only", False):
         raise ValueError("CoreML export of a features_only model is not supported; export the classifier model")
-    height, width = _image_size(model, img_size)
+    height, width = export_image_size(model, img_size)
     fused = fuse(model).to(device="cpu", dtype=torch.float32)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
     example = torch.zeros(2 if dynamic_batch else 1, 3, height, width)  # (B, 3, H, W)
     dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
-    with _quiet_exporter(), _quiet_coremltools():
+    with quiet_exporter(), _quiet_coremltools():
         program = torch.export.export(fused, (example,), dynamic_shapes=dynamic_shapes).run_decompositions({})
         compute_precision = ct.precision.FLOAT32 if precision == "f32" else ct.precision.FLOAT16
         mlmodel = ct.convert(program, convert_to="mlprogram", compute_precision=compute_precision,

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from efficientformer.export.onnx import _image_size
+from efficientformer.export.common import export_image_size
 from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
 from efficientformer.models.fuse import fuse
 from efficientformer.utils import atomic_write
@@ -199,7 +199,7 @@ def export_executorch(model: nn.Module, path: str | os.PathLike, img_size: int |
         max_batch: the largest batch of a dynamic-batch file (memory is planned for it).
     """
     require("executorch", EXTRA)
-    size = _image_size(model, img_size)
+    size = export_image_size(model, img_size)
     batch_range = batch_range_of(dynamic_batch, max_batch)
     program = capture(inference_module(model), size, dynamic_batch, max_batch)
     data, delegates = lower_to_xnnpack(program, batch_range)

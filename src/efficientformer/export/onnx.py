@@ -13,12 +13,8 @@ imported inside the functions that use them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import os
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
 from efficientformer.models.fuse import fuse
 from efficientformer.utils import atomic_write
@@ -64,32 +61,6 @@ class OnnxExport:
                 "dynamic_batch": self.dynamic_batch}
 
 
-def _image_size(model: nn.Module, img_size: int | tuple[int, int] | None) -> tuple[int, int]:
-    if img_size is None:
-        config = getattr(model, "config", None)
-        if config is None or getattr(config, "img_size", None) is None:
-            raise ValueError(f"{type(model).__name__} has no config.img_size: give img_size to export it")
-        img_size = config.img_size
-    if isinstance(img_size, int):
-        return (img_size, img_size)
-    height, width = (int(v) for v in img_size)
-    return (height, width)
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's known noise (absent torchvision ops, a torch-internal FutureWarning)."""
-    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple[int, int] | None = None,
                 dynamic_batch: bool = True, opset: int | None = None) -> OnnxExport:
     """Write the fused, eval-mode `model` to an ONNX file (atomically: a reader never sees a partial file).
@@ -105,14 +76,14 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple
     require("onnxscript", EXTRA)
     if getattr(model, "features_only", False):
         raise ValueError("ONNX export of a features_only model is not supported; export the classifier model")
-    height, width = _image_size(model, img_size)
+    height, width = export_image_size(model, img_size)
     path = Path(path)
     fused = fuse(model).to(device="cpu", dtype=torch.float32)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
     # Batch 2 for a dynamic batch: torch.export specialises dimensions of size 1.
     example = torch.zeros(2 if dynamic_batch else 1, 3, height, width)  # (B, 3, H, W)
     dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
-    with _quiet_exporter():
+    with quiet_exporter():
         program = torch.onnx.export(fused, (example,), dynamo=True, verbose=False, opset_version=opset,
                                     input_names=[INPUT_NAME], output_names=[output_name],
                                     dynamic_shapes=dynamic_shapes)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from efficientformer.export.onnx import _image_size, _quiet_exporter
+from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
 from efficientformer.models.fuse import fuse
 
@@ -117,7 +117,7 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, img_size: int | t
         raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
     if getattr(model, "features_only", False):
         raise ValueError("OpenVINO export of a features_only model is not supported; export the classifier model")
-    height, width = _image_size(model, img_size)
+    height, width = export_image_size(model, img_size)
     fused = fuse(model).to(device="cpu", dtype=torch.float32)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
     # Batch 2 for a dynamic batch: torch.export specialises dimensions of size 1.
@@ -125,7 +125,7 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, img_size: int | t
     dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
     # OpenVINO does not carry the static image size over from the program: give the input shape.
     shape = ov.PartialShape([-1 if dynamic_batch else 1, 3, height, width])
-    with _quiet_exporter():
+    with quiet_exporter():
         program = torch.export.export(fused, (example,), dynamic_shapes=dynamic_shapes)
         ov_model = ov.convert_model(program, input=[(shape, ov.Type.f32)])
     ov_model.inputs[0].get_tensor().set_names({INPUT_NAME})

@@ -43,6 +43,7 @@ from efficientformer.data.folder import find_samples, is_image_file
 from efficientformer.data.preprocess import DEFAULT_CROP_PCT, eval_transform, load_image
 from efficientformer.export import executorch as et
 from efficientformer.export import onnx as onnx_export
+from efficientformer.export.common import export_image_size
 from efficientformer.export.parity import ParityError, ParityReport, compare_outputs, eager_outputs, parity_images, require
 from efficientformer.utils import atomic_write
 
@@ -238,7 +239,7 @@ def quantize_executorch(model: nn.Module, path: str | os.PathLike, img_size: int
     """
     require("executorch", et.EXTRA)
     require("torchao", et.EXTRA)
-    size = onnx_export._image_size(model, img_size)
+    size = export_image_size(model, img_size)
     images, where = calibration_images(calib, size, calib_count)
     fused = et.inference_module(model)
     batch_range = et.batch_range_of(dynamic_batch, max_batch)
@@ -294,7 +295,7 @@ def quantize_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tup
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    size = onnx_export._image_size(model, img_size)
+    size = export_image_size(model, img_size)
     images, where = calibration_images(calib, size, calib_count)
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="efficientformer-int8-") as folder:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from efficientformer.export.onnx import _image_size, _quiet_exporter
+from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
 from efficientformer.models.fuse import fuse
 from efficientformer.utils import atomic_write
@@ -114,11 +114,11 @@ def export_tflite(model: nn.Module, path: str | os.PathLike, img_size: int | tup
     path = Path(path)
     if getattr(model, "features_only", False):
         raise ValueError("TFLite export of a features_only model is not supported; export the classifier model")
-    height, width = _image_size(model, img_size)
+    height, width = export_image_size(model, img_size)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
     wrapped = _Signature(fuse(model).to(device="cpu", dtype=torch.float32), output_name).eval()
     example = torch.zeros(1, 3, height, width)  # (1, 3, H, W)
-    with _no_progress(), _quiet_exporter():
+    with _no_progress(), quiet_exporter():
         converted = litert_torch.convert(wrapped, sample_kwargs={INPUT_NAME: example})
         data = converted.model_content()
     with atomic_write(path) as handle:
