@@ -17,9 +17,7 @@ latencies go through the same path:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
-import logging
 import tempfile
 import time
 import warnings
@@ -29,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from efficientformer.export.common import quiet_exporter
 from efficientformer.export.onnx import DEFAULT_OPSET, onnxruntime_session
 from efficientformer.export.parity import require
 from efficientformer.models.fuse import fuse
@@ -63,24 +62,12 @@ def runtime_versions(runtime: str) -> dict[str, str]:
     return versions
 
 
-@contextlib.contextmanager
-def _quiet() -> None:
-    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def _onnx_runner(fused: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], object]:
     require("onnxscript", "onnx")
     with tempfile.TemporaryDirectory(prefix="efficientformer-lut-") as directory:
         path = Path(directory) / "entry.onnx"
-        with _quiet():
+        with quiet_exporter(), warnings.catch_warnings():  # entries export hundreds of times: no warnings at all
+            warnings.simplefilter("ignore")
             program = torch.onnx.export(fused, (example,), dynamo=True, verbose=False, opset_version=DEFAULT_OPSET,
                                         input_names=["x"])
         path.write_bytes(program.model_proto.SerializeToString())
