@@ -41,17 +41,30 @@ def test_published_variants_match_spec(variant):
     assert [s.num_attn for s in summary.stages] == [s.num_attn for s in get_config(variant).stages]
 
 
-def test_built_model_matches_its_config(tiny_config, tiny_model):
-    from_config = model_summary(tiny_config)
-    from_model = model_summary(tiny_model)
-    assert from_model.params == from_config.params == param_count(tiny_model) == param_count(tiny_config)
-    assert from_model.macs == from_config.macs
-    assert from_model.stages == from_config.stages
-    assert [s.width for s in from_config.stages] == list(tiny_config.widths)
-    assert [s.depth for s in from_config.stages] == list(tiny_config.depths)
-    assert [s.down_attn for s in from_config.stages] == [False, False, False, True]
-    json.loads(json.dumps(from_model.to_dict()))
+# The tiny variant by hand (64 px, conv biases + BN weight and bias per ConvNorm, 10 classes, two heads):
+# stem 3x3/2 3->4 (108 + 4 + 8) and 4->8 (288 + 8 + 16) on 32x32 and 16x16 outputs; stage 1 one FFN
+# block width 8, hidden 16 at 16x16: fc1 128 + 16 + 32, depthwise 3x3 144 + 16 + 32, fc2 128 + 8 + 16 and
+# its layer scale 8; head BN(32) 64 and two Linear(32, 10).
+TINY_PARAMS = {"stem": 120 + 312, "stages.0": 176 + 192 + 152 + 8, "head": 64 + 2 * 330}
+TINY_MACS = {"stem": 32 * 32 * 4 * 27 + 16 * 16 * 8 * 36, "stages.0": 16 * 16 * (8 * 16 + 16 * 9 + 16 * 8),
+             "head": 2 * 32 * 10}
+
+
+def test_tiny_variant_counts_by_hand(tiny_config, tiny_model):
+    summary = model_summary(tiny_config)
+    for part, params in TINY_PARAMS.items():
+        assert summary.params_by_part[part] == params, part
+        assert summary.macs_by_part[part] == TINY_MACS[part], part
+    assert summary.stages[0].output_shape == (1, 8, 16, 16) and summary.stages[3].output_shape == (1, 32, 2, 2)
+    assert [(s.width, s.depth, s.num_attn, s.down_attn) for s in summary.stages] == [
+        (8, 1, 0, False), (16, 1, 0, False), (24, 2, 1, False), (32, 2, 1, True)]
+    assert param_count(tiny_config) == param_count(tiny_model) == summary.params
+    # A built model is counted like its config, and is left in eval mode.
+    assert model_summary(tiny_model).to_dict() == summary.to_dict()
     assert tiny_model.training is False
+    data = summary.to_dict()
+    assert json.loads(json.dumps(data)) == data and data["img_size"] == [64, 64]
+    assert data["mparams"] == summary.params / 1e6
 
 
 def test_training_mode_restored_and_fused_head_cheaper(tiny_config):

@@ -1,4 +1,4 @@
-"""Latency lookup table: decomposition, save/load, additivity bookkeeping with validation, resume after a kill."""
+"""Latency lookup table: decomposition, save/load, additivity with a synthetic clock, validation, resume after a kill."""
 
 from __future__ import annotations
 
@@ -7,12 +7,20 @@ import json
 import pytest
 import torch
 
-from efficientformer.factory import create_model
 from efficientformer.models import get_config
 from efficientformer.models.summary import param_count
-from efficientformer.search.lut import LatencyTable, ParamCounter, build_entry, build_lut, decompose, example_input, space_entries
-from efficientformer.search.lut_validate import calibrate_overhead, calibration_configs, validate_lut
+from efficientformer.search.lut import (
+    LatencyTable,
+    ParamCounter,
+    build_entry,
+    build_lut,
+    decompose,
+    example_input,
+    space_entries,
+)
+from efficientformer.search.lut_validate import ValidationRow, calibrate_overhead, calibration_configs, validate_lut
 from efficientformer.search.space import TINY_SPACE
+from synthetic_lut import OUTLIER, SyntheticClock
 
 FAST = {"warmup": 1, "repeats": 3, "progress": False}
 
@@ -57,17 +65,42 @@ def test_entry_modules_keep_their_shapes():
             assert out.shape[:2] == (1, entry.out_dim)
 
 
-def test_save_load_round_trip_and_predict(tiny_table, tmp_path):
+def test_save_load_round_trip(tiny_table, tmp_path):
     copy = tiny_table.save(tmp_path / "copy.json")
     loaded = LatencyTable.load(copy)
     assert loaded.entries == tiny_table.entries
     assert loaded.header["runtime"] == "torch-fused" and loaded.header["complete"] is True
     assert {"machine", "versions", "torch", "threads", "img_size", "date", "warmup", "repeats"} <= set(loaded.header)
     assert set(loaded.entries) == {e.key for e in space_entries(TINY_SPACE)}
-    config = TINY_SPACE.max_config()
-    expected = sum(loaded.entries[e.key]["median_ms"] for e in decompose(config))
-    assert loaded.predict(config) == pytest.approx(expected)
-    assert all(ms > 0 for _, ms in loaded.breakdown(config))
+    assert loaded.predict(TINY_SPACE.max_config()) == tiny_table.predict(TINY_SPACE.max_config())
+
+
+def synthetic_table(tmp_path, **kwargs) -> LatencyTable:
+    clock = SyntheticClock(warmup=1)
+    return build_lut(TINY_SPACE, "torch-fused", path=tmp_path / "synthetic.json", warmup=1, repeats=3,
+                     progress=False, runner=clock.runner, timer=clock, **kwargs)
+
+
+def test_prediction_is_the_sum_of_the_entries_on_a_synthetic_clock(tmp_path):
+    # Costs (synthetic_lut): stem 1, down 2, down_attn 4, attention 5 (stride 2) or 3, head 0.25 and
+    # hidden/16 per FFN. efficientformerv2_test has FFN hidden widths 16, 32 | 48, 72 (stage 3, one stride
+    # attention block) | 96, 64 (stage 4, one attention block), two plain downsamples and the attention one:
+    # 1 + 2 * 2 + 4 + (16 + 32 + 48 + 72 + 96 + 64) / 16 + 5 + 3 + 0.25 = 37.75 ms.
+    table = LatencyTable.load(synthetic_table(tmp_path).path)
+    test = get_config("efficientformerv2_test")
+    assert table.predict(test) == pytest.approx(37.75, abs=1e-9)
+    # The smallest subnet: widths 8/16/16/24, one FFN block of ratio 2 per stage, no attention.
+    assert table.predict(TINY_SPACE.min_config()) == pytest.approx(1 + 2 * 2 + 4 + (16 + 32 + 32 + 48) / 16 + 0.25,
+                                                                   abs=1e-9)
+    breakdown = dict(table.breakdown(test))
+    assert breakdown["attn:24@4x4/s2"] == pytest.approx(5.0) and breakdown["attn:32@2x2/s1"] == pytest.approx(3.0)
+    assert breakdown["ffn:24x72@4x4"] == pytest.approx(4.5) and breakdown["head:32>10@2x2"] == pytest.approx(0.25)
+    # One outlier in three timed calls: the median is the cost, p90 interpolates towards the outlier.
+    stem = table.entries["stem:3>8@64x64"]
+    assert stem["median_ms"] == pytest.approx(1.0) and stem["p90_ms"] == pytest.approx(1.0 + 0.8 * (OUTLIER - 1.0))
+    # The overhead is added once per network, not per entry.
+    table.header["overhead"] = {"ms": 0.5}
+    assert table.predict(test) == pytest.approx(38.25) and table.sum_ms(test) == pytest.approx(37.75)
 
 
 def test_missing_entry_and_wrong_size_are_named(tiny_table, tmp_path):
@@ -86,6 +119,14 @@ def test_missing_entry_and_wrong_size_are_named(tiny_table, tmp_path):
         LatencyTable.load(tmp_path / "other.json")
 
 
+def test_validation_row_errors_by_hand():
+    row = ValidationRow("net", predicted_ms=11.0, sum_ms=10.0, measured_ms=8.0, measured_p90_ms=9.0,
+                        session_sum_ms=6.0)
+    assert row.error == pytest.approx(0.375)  # (11 - 8) / 8: positive when the table over-predicts
+    assert row.additivity_error == pytest.approx(-0.125)  # (6 + the overhead 1 - 8) / 8
+    assert ValidationRow("net", 11.0, 10.0, 8.0, 9.0).additivity_error is None
+
+
 def test_validation_and_overhead_calibration_run(tiny_table):
     test = get_config("efficientformerv2_test").replace(name="test")
     calibration = calibration_configs(TINY_SPACE, 2)
@@ -93,12 +134,11 @@ def test_validation_and_overhead_calibration_run(tiny_table):
     assert tiny_table.header["overhead"]["ms"] == overhead
     assert set(tiny_table.header["overhead"]["calibration"]) == {c.name for c in calibration}
     rows = validate_lut(tiny_table, [test, TINY_SPACE.min_config()], with_entries=True)
+    assert [row.name for row in rows] == ["test", TINY_SPACE.min_config().name]
     for row, config in zip(rows, (test, TINY_SPACE.min_config())):
-        assert row.sum_ms == pytest.approx(tiny_table.sum_ms(config))
-        assert row.predicted_ms == pytest.approx(row.sum_ms + overhead)
-        assert row.measured_ms > 0 and row.error == pytest.approx((row.predicted_ms - row.measured_ms) / row.measured_ms)
-        assert row.session_sum_ms > 0 and row.additivity_error == pytest.approx(
-            (row.session_sum_ms + overhead - row.measured_ms) / row.measured_ms)
+        entries = sum(tiny_table.entries[e.key]["median_ms"] for e in decompose(config))
+        assert row.sum_ms == pytest.approx(entries) and row.predicted_ms == pytest.approx(entries + overhead)
+        assert row.measured_p90_ms >= row.measured_ms > 0 and row.session_sum_ms > 0
     # The validation nets are not the calibration nets.
     assert not {r.name for r in rows} & set(tiny_table.header["overhead"]["calibration"])
 
@@ -113,12 +153,15 @@ def test_build_resumes_after_a_kill_without_remeasuring(tmp_path):
     def kill(batch):
         raise Killed
 
+    clock = SyntheticClock(warmup=FAST["warmup"])
+    synthetic = {"runner": clock.runner, "timer": clock}
     with pytest.raises(Killed):
-        build_lut(TINY_SPACE, "torch-fused", path=path, chunk=4, on_measured=kill, **FAST)
+        build_lut(TINY_SPACE, "torch-fused", path=path, chunk=4, on_measured=kill, **FAST, **synthetic)
     partial = LatencyTable.load(path)
     assert len(partial.entries) == 4 and partial.header["complete"] is False
     measured = []
-    table = build_lut(TINY_SPACE, "torch-fused", path=path, chunk=4, on_measured=measured.extend, **FAST)
+    table = build_lut(TINY_SPACE, "torch-fused", path=path, chunk=4, on_measured=measured.extend, **FAST, **synthetic)
+    assert clock.built == total  # every entry was built (and timed) exactly once over both runs
     assert len(measured) == total - 4
     assert not {e.key for e in measured} & set(partial.entries)
     assert {k: table.entries[k] for k in partial.entries} == partial.entries
@@ -141,11 +184,3 @@ def test_onnxruntime_entry(tmp_path):
     assert set(table.entries) == {e.key for e in entries}
     assert table.header["versions"]["onnxruntime"] != "not installed"
     assert all(v["median_ms"] > 0 for v in table.entries.values())
-
-
-def test_table_predicts_models_create_model_builds(tiny_table):
-    # A published-style tiny variant is a point of the tiny space and has a prediction.
-    config = get_config("efficientformerv2_test")
-    assert TINY_SPACE.contains(config)
-    assert tiny_table.predict(config) > 0
-    assert create_model(config).config == config

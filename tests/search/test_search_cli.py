@@ -13,10 +13,11 @@ from PIL import Image
 from efficientformer.cli import main
 from efficientformer.cli.search import parse_count
 from efficientformer.factory import create_model
-from efficientformer.search.lut import LatencyTable, build_lut
+from efficientformer.search.lut import LatencyTable, ParamCounter, build_lut
 from efficientformer.search.run import SearchJob, reference_config, run_search
 from efficientformer.search.space import TINY_SPACE, SearchSpace, StageSpace
 from efficientformer.search.supernet import Supernet, save_supernet
+from synthetic_lut import SyntheticClock
 
 pytest.importorskip("sklearn", reason="the embedded digits need scikit-learn (pip install 'efficientformer[demo]')")
 
@@ -33,7 +34,11 @@ MICRO_SPACE = SearchSpace(name="micro", base=TINY_SPACE.base, stages=(
 def supernet_and_lut(tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
     supernet = save_supernet(Supernet(MICRO_SPACE), root / "sn.safetensors")  # untrained: the plumbing is tested
-    lut = build_lut(MICRO_SPACE, "torch-fused", path=root / "lut.json", warmup=1, repeats=2, progress=False)
+    # Synthetic latencies (synthetic_lut): every slimming action lowers the latency or keeps it, and
+    # lowers the parameters, so every step raises the MES whatever the untrained supernet's accuracies.
+    clock = SyntheticClock(warmup=1)
+    lut = build_lut(MICRO_SPACE, "torch-fused", path=root / "lut.json", warmup=1, repeats=3, progress=False,
+                    runner=clock.runner, timer=clock)
     return supernet, lut.path
 
 
@@ -55,33 +60,52 @@ def test_lut_command_builds_and_validates(tmp_path, capsys):
     assert report["rows"][0]["measured_ms"] > 0
 
 
-def test_search_command_writes_a_trainable_architecture(supernet_and_lut, tmp_path, capsys):
+def test_search_command_reaches_its_targets_and_writes_a_trainable_architecture(supernet_and_lut, tmp_path,
+                                                                                 capsys):
     supernet, lut = supernet_and_lut
+    # The smallest subnet is the only one with its parameter count: the search must slim all the way to it.
+    smallest = MICRO_SPACE.min_config()
+    target_params, target_latency = ParamCounter()(smallest), LatencyTable.load(lut).predict(smallest)
     output = tmp_path / "run"
     args = ["search", "--supernet", str(supernet), "--lut", str(lut), "--output", str(output),
-            "--relative-latency", "0.7", "--relative-params", "0.7", "--eval-images", "20", "--calib-images", "16",
-            "--max-steps", "3", "--threads", "1"]
-    code = main(args)
+            "--target-params", str(target_params), "--target-latency-ms", str(target_latency), "--eval-images", "20",
+            "--calib-images", "16", "--threads", "1"]
+    assert main(args) == 0
     summary = json.loads((output / "summary.json").read_text())
-    assert code == (0 if summary["targets_met"] else 1)
+    assert summary["targets_met"] and summary["stop_reason"] == "targets met"
     printed = capsys.readouterr().out
-    assert "found" in printed and reference_config(MICRO_SPACE).name in printed
+    assert "-> met" in printed and "found" in printed and reference_config(MICRO_SPACE).name in printed
     found = Path(summary["found"])
     assert found.parent == output and found.name.startswith("micro_") and "ms_mes@" in found.name
+    model = create_model(str(found))
+    assert model.config.stages == smallest.stages
+    # S3 width and attention, S4 width, depth and the remaining FFN ratio: five moves at least.
+    assert summary["steps"] >= 5
     steps = list(csv.DictReader((output / "trajectory.csv").open()))
     assert len(steps) == summary["steps"] + 1
-    assert [float(s["mes"]) for s in steps] == sorted(float(s["mes"]) for s in steps)
+    assert all(float(b["mes"]) > float(a["mes"]) for a, b in zip(steps, steps[1:]))
     assert (output / "pareto.png").stat().st_size > 10_000
     names = [row["name"] for row in summary["rows"]]
     assert names[:3] == ["found", "largest (start)", "smallest (reference)"] and "MobileNetV2" in names[-1]
     # `efficientformer train --model found.json` takes the file unchanged.
-    model = create_model(str(found))
     assert MICRO_SPACE.contains(model.config) and TINY_SPACE.contains(model.config)
     assert main(["train", "--model", str(found), "--output", str(tmp_path / "train"), "--max-steps", "1",
                  "--batch-size", "16"]) == 0
     # A second run resumes: nothing is evaluated again.
-    assert main(args) == code
+    assert main(args) == 0
     assert json.loads((output / "summary.json").read_text())["evaluations_this_run"] == 0
+
+
+def test_search_command_exits_1_when_the_targets_are_not_met(supernet_and_lut, tmp_path, capsys):
+    supernet, lut = supernet_and_lut
+    output = tmp_path / "run"
+    code = main(["search", "--supernet", str(supernet), "--lut", str(lut), "--output", str(output),
+                 "--target-params", "1", "--eval-images", "10", "--calib-images", "8", "--max-steps", "1",
+                 "--threads", "1"])
+    assert code == 1
+    summary = json.loads((output / "summary.json").read_text())
+    assert not summary["targets_met"] and summary["steps"] == 1 and summary["stop_reason"].startswith("max_steps")
+    assert "-> NOT met" in capsys.readouterr().out
 
 
 def test_search_job_rejects_a_lut_of_another_resolution(supernet_and_lut, tmp_path):

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from efficientformer.bench.mes import MESConstants, mobile_efficiency_score
 from efficientformer.factory import create_model
 from efficientformer.models.summary import param_count as exact_param_count
 from efficientformer.search.lut import ParamCounter
@@ -20,7 +19,7 @@ from efficientformer.search.slimming import (
     write_found,
     write_trajectory_csv,
 )
-from efficientformer.search.space import TINY_SPACE, signature
+from efficientformer.search.space import TINY_SPACE, SearchSpace, StageSpace, signature
 
 MAX = TINY_SPACE.max_config()
 param_count = ParamCounter()  # equal to the exact count (test_lut), and fast
@@ -60,21 +59,67 @@ def test_actions_stay_in_the_space_and_do_what_they_say():
         assert param_count(candidate) < param_count(MAX), action
 
 
-def test_step_mes_and_choice_are_the_hand_computed_ones():
-    constants = MESConstants(params_unit=1e5, latency_unit_ms=1.0)
-    result = slim(TINY_SPACE, synthetic_accuracy, synthetic_latency, param_count, mes=constants, max_steps=1,
-                  target_latency_ms=0.0, progress=False)
-    start, first = result.steps
-    assert start.mes == pytest.approx(100 * (param_count(MAX) / 1e5) ** -0.5 / synthetic_latency(MAX))
-    best = None
-    for action, candidate in frontier(TINY_SPACE, MAX):
-        gain = mobile_efficiency_score(param_count(candidate), synthetic_latency(candidate), constants) - start.mes
-        drop = synthetic_accuracy(MAX) - synthetic_accuracy(candidate)
-        if gain > 0 and (best is None or (drop / gain, -gain) < best[0]):
-            best = ((drop / gain, -gain), str(action))
-    assert first.action == best[1]
-    assert first.score == pytest.approx(best[0][0]) and first.delta_mes == pytest.approx(-best[0][1])
-    assert result.stop_reason.startswith("max_steps")
+# Four moves from the largest subnet of a small space, each with a made-up latency factor and accuracy
+# cost: A = ratio[3,0] (x0.8, -1 point), B = width[3] (x0.4, -9), C = width[2] (x0.5, -3) and
+# D = width[1] (x1.1, -1: slower and less accurate, so its ΔAcc/ΔMES is negative and only the rule
+# "ΔMES > 0" keeps it from winning). Parameters are constant at the MES unit, so
+# MES = 100 / latency; the largest subnet has 10 ms (MES 10) and 80%.
+CHOICE_SPACE = SearchSpace(name="choice", base=TINY_SPACE.base, stages=(
+    StageSpace(widths=(8,), ratios=(2,), min_depth=1, max_depth=1),
+    StageSpace(widths=(8, 16), ratios=(2,), min_depth=1, max_depth=1),
+    StageSpace(widths=(16, 24), ratios=(2,), min_depth=1, max_depth=1),
+    StageSpace(widths=(24, 32), ratios=(2, 3), min_depth=1, max_depth=1)))
+
+
+def _moves(config):
+    """Which of the moves A, B, C, D `config` has taken (1 or 0 each)."""
+    stages = config.stages
+    return (int(stages[3].mlp_ratios[0] == 2), int(stages[3].width == 24), int(stages[2].width == 16),
+            int(stages[1].width == 8))
+
+
+def choice_latency(config):
+    a, b, c, d = _moves(config)
+    return 10.0 * 0.8 ** a * 0.4 ** b * 0.5 ** c * 1.1 ** d
+
+
+def choice_accuracy(config):
+    a, b, c, d = _moves(config)
+    return 80.0 - a - 9.0 * b - 3.0 * c - d
+
+
+def test_each_step_takes_the_smallest_accuracy_drop_per_mes_gain():
+    result = slim(CHOICE_SPACE, choice_accuracy, choice_latency, lambda config: 3e6, target_latency_ms=0.1,
+                  progress=False)
+    start, *steps = result.steps
+    assert (start.mes, start.accuracy, start.latency_ms) == (pytest.approx(10.0), 80.0, pytest.approx(10.0))
+    # Step 1 from 10 ms: A 8 ms (gain 2.5, drop 1: 0.4), B 4 ms (gain 15, drop 9: 0.6), C 5 ms (gain 10,
+    # drop 3: 0.3), D 11 ms (MES falls: never taken, although its ratio -1.1 is the lowest). C wins: neither the
+    # smallest drop (A) nor the largest gain (B).
+    # Step 2 from 5 ms (MES 20): A 4 ms (gain 5, drop 1: 0.2), B 2 ms (gain 30, drop 9: 0.3): A.
+    # Step 3 from 4 ms (MES 25): B 1.6 ms (gain 37.5, drop 9: 0.24). Then only D is left, which lowers the MES.
+    assert [s.action for s in steps] == ["width[2]", "ratio[3,0]", "width[3]"]
+    assert [s.candidates for s in steps] == [4, 3, 2]
+    assert [s.delta_mes for s in steps] == [pytest.approx(10.0), pytest.approx(5.0), pytest.approx(37.5)]
+    assert [s.delta_acc for s in steps] == [3.0, 1.0, 9.0]
+    assert [s.score for s in steps] == [pytest.approx(0.3), pytest.approx(0.2), pytest.approx(0.24)]
+    assert [s.mes for s in steps] == [pytest.approx(20.0), pytest.approx(25.0), pytest.approx(62.5)]
+    assert not result.targets_met and result.stop_reason == "no action raises the MES before the targets"
+    one = slim(CHOICE_SPACE, choice_accuracy, choice_latency, lambda config: 3e6, target_latency_ms=0.1,
+               max_steps=1, progress=False)
+    assert [s.action for s in one.steps] == ["start", "width[2]"] and one.stop_reason.startswith("max_steps")
+
+
+def test_a_move_that_keeps_accuracy_wins_and_ties_go_to_the_larger_gain():
+    # A and C both keep the accuracy (score 0); C gains more MES (10 against 2.5), so C comes first.
+    def accuracy(config):
+        a, b, c, d = _moves(config)
+        return 80.0 - 9.0 * b - d
+
+    result = slim(CHOICE_SPACE, accuracy, choice_latency, lambda config: 3e6, target_latency_ms=0.1,
+                  max_steps=2, progress=False)
+    assert [s.action for s in result.steps[1:]] == ["width[2]", "ratio[3,0]"]
+    assert [s.score for s in result.steps[1:]] == [0.0, 0.0]
 
 
 def test_search_meets_targets_with_rising_mes(tmp_path):

@@ -29,6 +29,7 @@ dispatch, cache effects) can optionally be fitted as one constant `overhead_ms` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -337,8 +338,9 @@ def _resume(path: Path, header: dict[str, Any]) -> LatencyTable | None:
 def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | tuple[int, int] | None = None, *,
               path: str | os.PathLike | None = None, warmup: int = 10, repeats: int = 50, threads: int = 1,
               clock: str = "cpu", chunk: int = 8, progress: bool | None = None,
-              on_measured: Callable[[list[EntrySpec]], None] | None = None,
-              entries: Iterable[EntrySpec] | None = None) -> LatencyTable:
+              on_measured: Callable[[list[EntrySpec]], None] | None = None, entries: Iterable[EntrySpec] | None = None,
+              runner: Callable[[nn.Module, torch.Tensor], Callable[[], object]] | None = None,
+              timer: Callable[[], float] | None = None) -> LatencyTable:
     """Measure every entry of `space` on `runtime`; resumes from `path` when it holds a partial table.
 
     Args:
@@ -351,13 +353,16 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
         chunk: entries timed together (interleaved) between two saves.
         on_measured: called with each finished chunk after it is saved (progress hooks, tests).
         entries: measure only these (default `space_entries(space)`).
+        runner, timer: `runner(module, input)` -> the timed call, and the clock in seconds (default
+            `runtimes.make_runner` on `runtime` and the `clock` timer; tests pass fakes).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if img_size is not None:
         size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         space = space.replace_base(img_size=size)
-    timer = clock_function(clock, threads)
+    timer = clock_function(clock, threads) if timer is None else timer
+    runner = runner or functools.partial(make_runner, runtime=runtime, threads=threads)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -369,8 +374,7 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
             task = bar.add_task(f"LUT {runtime}", total=len(table.entries) + len(todo), completed=len(table.entries))
             for start in range(0, len(todo), chunk):
                 batch = todo[start:start + chunk]
-                fns = {e.key: make_runner(build_entry(e, space.base), example_input(e), runtime, threads=threads)
-                       for e in batch}
+                fns = {e.key: runner(build_entry(e, space.base), example_input(e)) for e in batch}
                 timings = time_interleaved(fns, warmup=warmup, repeats=repeats, progress=False, clock=timer)
                 for entry in batch:
                     timing = timings[entry.key]
