@@ -38,6 +38,7 @@ from torch import nn
 from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
 from efficientformer.models.fuse import fuse
+from efficientformer.utils.signals import preserved_signal_stack
 
 EXTRA = "openvino"
 INPUT_NAME = "images"
@@ -182,14 +183,16 @@ def compile_openvino(path: str | os.PathLike, precision: str | None = None,
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         config["INFERENCE_NUM_THREADS"] = int(num_threads)
     try:
-        compiled = core.compile_model(ov_model, DEVICE, config)
+        with preserved_signal_stack():  # the plugin's own signal stack would dangle (utils/signals.py)
+            compiled = core.compile_model(ov_model, DEVICE, config)
     except Exception as error:
         raise ValueError(f"OpenVINO cannot compile {path} for {DEVICE}: {error}") from None
     return compiled, precision
 
 
 def _runner(compiled: Any) -> Callable[[np.ndarray], np.ndarray]:
-    request = compiled.create_infer_request()
+    with preserved_signal_stack():
+        request = compiled.create_infer_request()
     output = compiled.output(0)
 
     def run(batch: np.ndarray) -> np.ndarray:
