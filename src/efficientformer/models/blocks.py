@@ -76,7 +76,8 @@ class Attention2d(_ScaledAttention):
 
     Args:
         dim: input and output channels.
-        grid: (rows, cols) of the input token grid.
+        grid: (rows, cols) of the input token grid the bias table is built for; other (even) grids
+            work at run time with the table resampled to them.
         num_heads, key_dim, attn_ratio: heads, Q/K channels per head, V channels per head / key_dim.
         stride: 1, or 2 for stride attention.
     """
@@ -117,7 +118,7 @@ class Attention2d(_ScaledAttention):
         if self.stride_conv is not None:
             x = self.stride_conv(x)
         batch = x.shape[0]
-        rows, cols = self.key_grid
+        rows, cols = self.token_grid(x)  # the built grid, or the input's (its bias is resampled)
         tokens = rows * cols
         # Channels are head-major: channel = head * dim_per_head + j.
         q = self.q(x).reshape(batch, self.num_heads, self.key_dim, tokens).transpose(2, 3)  # (B, h, N, kd)
@@ -125,7 +126,7 @@ class Attention2d(_ScaledAttention):
         v = self.v(x)
         v_local = self.v_local(v)
         v = v.reshape(batch, self.num_heads, self.value_dim, tokens)  # (B, h, d, N)
-        attn = self._scaled(torch.matmul(q, k)) + self.get_attention_biases()  # (B, h, N, N)
+        attn = self._scaled(torch.matmul(q, k)) + self.get_attention_biases((rows, cols))  # (B, h, N, N)
         attn = self.talking_head1(attn).softmax(dim=-1)
         attn = self.talking_head2(attn)
         # (P.V)^T = V^T.P^T: the result is already channel-major, so the reshape below is a free view.
@@ -181,14 +182,15 @@ class Attention2dDownsample(_ScaledAttention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
-        tokens = self.key_grid[0] * self.key_grid[1]
-        q_rows, q_cols = self.query_grid
+        grid = self.token_grid(x)  # keys on the input's grid; queries on its stride-2 subsampling
+        tokens = grid[0] * grid[1]
+        q_rows, q_cols = self.query_grid if grid == self.key_grid else self.query_grid_for(grid)
         q = self.q(x).reshape(batch, self.num_heads, self.key_dim, q_rows * q_cols).transpose(2, 3)  # (B, h, Nq, kd)
         k = self.k(x).reshape(batch, self.num_heads, self.key_dim, tokens)  # (B, h, kd, Nk)
         v = self.v(x)
         v_local = self.v_local(v)
         v = v.reshape(batch, self.num_heads, self.value_dim, tokens)  # (B, h, d, Nk)
-        attn = (self._scaled(torch.matmul(q, k)) + self.get_attention_biases()).softmax(dim=-1)  # (B, h, Nq, Nk)
+        attn = (self._scaled(torch.matmul(q, k)) + self.get_attention_biases(grid)).softmax(dim=-1)  # (B, h, Nq, Nk)
         out = torch.matmul(v, attn.transpose(2, 3))  # (B, h, d, Nq), a free view of channel-major output
         out = out.reshape(batch, self.num_heads * self.value_dim, q_rows, q_cols) + v_local
         return self.proj(self.act(out))

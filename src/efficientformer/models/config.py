@@ -181,18 +181,24 @@ class ModelConfig:
 
 
 def check_img_size(config: ModelConfig) -> None:
-    """Raise if the architecture cannot run at `config.img_size` (SPEC 2.5).
+    """Raise if the architecture cannot be built for `config.img_size` (see `check_input_size`)."""
+    check_input_size(config, config.img_size, what="img_size")
+
+
+def check_input_size(config: ModelConfig, size: tuple[int, int], what: str = "input") -> None:
+    """Raise if a model of `config` cannot run on (height, width) `size`, with the rule in the message.
 
     Stride attention in stage 3 halves the 1/16 grid and upsamples it x2 back, so with attention in
     stage 3 the 1/16 grid ceil(H/16) x ceil(W/16) must be even: H mod 32 in {0} or [17, 31], same for W.
+    Without it every size works.
     """
     if config.stages[2].num_attn == 0:
         return
-    rows, cols = config.stage_grids[2]
-    for dim, (size, grid) in zip(("height", "width"), ((config.img_size[0], rows), (config.img_size[1], cols))):
+    for dim, value in zip(("height", "width"), size):
+        grid = math.ceil(value / 16)
         if grid % 2:
-            below = max(32, (size // 32) * 32)
+            below = max(32, (value // 32) * 32)
             raise ValueError(
-                f"img_size {dim} {size} is not supported: stride attention in stage 3 needs the 1/16 grid "
-                f"ceil({size}/16) = {grid} to be even, i.e. {dim} mod 32 must be 0 or in [17, 31] "
+                f"{what} {dim} {value} is not supported: stride attention in stage 3 needs the 1/16 grid "
+                f"ceil({value}/16) = {grid} to be even, i.e. {dim} mod 32 must be 0 or in [17, 31] "
                 f"(multiples of 32 always work; nearest: {below} or {below + 32})")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
-from efficientformer.models.config import STAGE_STRIDES, ModelConfig
+from efficientformer.models.config import STAGE_STRIDES, ModelConfig, check_input_size
 
 
 class Stage(nn.Module):
@@ -75,7 +75,6 @@ class EfficientFormerV2(nn.Module):
             self.head_drop = nn.Dropout(config.drop_rate)
             self.head = self._make_head(config.num_classes)
             self.head_dist = self._make_head(config.num_classes) if config.distillation else None
-        self._needs_grid_check = any(s.num_attn for s in config.stages) or config.down_attn
 
     def _make_head(self, num_classes: int) -> nn.Module:
         if num_classes == 0:
@@ -86,17 +85,20 @@ class EfficientFormerV2(nn.Module):
         return head
 
     def _check_input(self, x: torch.Tensor) -> None:
+        """Any (height, width) the architecture allows; the attention biases follow the input's grid."""
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(f"expected input of shape (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
-        if self._needs_grid_check:
-            height, width = x.shape[-2:]
-            grid = (-(-height // 16), -(-width // 16))
-            if grid != self.config.stage_grids[2]:
-                h, w = self.config.img_size
-                raise ValueError(
-                    f"input {height}x{width} does not match this model: its attention bias tables were built for "
-                    f"img_size {h}x{w} (1/16 grid {self.config.stage_grids[2]}, got {grid}). Create the model "
-                    f"with img_size=({height}, {width}); load_checkpoint resamples trained tables to it.")
+        size = (x.shape[-2], x.shape[-1])
+        if size == self.config.img_size:
+            return
+        check_input_size(self.config, size)
+        grid = (-(-size[0] // 16), -(-size[1] // 16))
+        if grid != self.config.stage_grids[2] and any(getattr(m, "bias_frozen", False) for m in self.modules()):
+            (h, w), built = self.config.img_size, self.config.stage_grids[2]
+            raise ValueError(
+                f"input {size[0]}x{size[1]}: this fused model runs only at its built size {h}x{w} (or a size with "
+                f"the same 1/16 grid {built[0]}x{built[1]}), because fusing froze its attention biases for that grid. "
+                f"Run the unfused model (it resamples them), or fuse one created with img_size=({size[0]}, {size[1]}).")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, H, W) -> last stage map (B, C4, H/32, W/32)."""
