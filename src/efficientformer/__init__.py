@@ -1,19 +1,22 @@
 """EfficientFormerV2 for mobile vision: model zoo, checkpoint conversion, fast inference."""
 
-from efficientformer.factory import convert_checkpoint, create_model, infer_config, load_model
+from efficientformer.factory import convert_checkpoint, create_model, data_config, infer_config, load_model
 from efficientformer.models import EfficientFormerV2, ModelConfig, StageConfig, fuse, list_models
 from efficientformer.weights.checkpoint import CheckpointError, LoadReport, load_checkpoint, save_checkpoint
+from efficientformer.weights.zoo import DataConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "DataConfig",
     "EfficientFormerV2",
     "LoadReport",
     "ModelConfig",
     "StageConfig",
     "convert_checkpoint",
     "create_model",
+    "data_config",
     "fuse",
     "infer_config",
     "list_models",

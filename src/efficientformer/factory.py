@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from efficientformer.weights.checkpoint import (
 )
 from efficientformer.weights.convert import LAYOUTS, bias_table_grids
 from efficientformer.weights.download import resolve_weights
-from efficientformer.weights.zoo import WEIGHTS, default_weights
+from efficientformer.weights.zoo import DEFAULT, WEIGHTS, DataConfig, default_weights
 
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
@@ -65,7 +66,10 @@ def create_model(name_or_config: str | os.PathLike | ModelConfig, *, pretrained:
     if overrides:
         config = config.replace(**overrides)
     model = EfficientFormerV2(config, features_only=features_only)
+    model.pretrained_tag = None
     if pretrained not in (None, False):
+        tag = default_weights(config.name).tag if pretrained is True else str(pretrained)
+        model.pretrained_tag = tag if tag in WEIGHTS else None  # data_config(model) reads the tag's preprocessing
         checkpoint = read_checkpoint(_weights_path(pretrained, config))
         head = checkpoint.state_dict.get("head.weight")
         skip_head = head is None and config.num_classes > 0 or head is not None and head.shape[0] != config.num_classes
@@ -82,6 +86,27 @@ def _weights_path(pretrained: str | os.PathLike | bool, config: ModelConfig) -> 
     if tag in WEIGHTS and WEIGHTS[tag].model != config.name:
         raise ValueError(f"weights {tag!r} are for {WEIGHTS[tag].model}, not {config.name}")
     return resolve_weights(tag)
+
+
+def data_config(model_or_tag: EfficientFormerV2 | ModelConfig | str) -> DataConfig:
+    """Eval preprocessing (mean, std, crop_pct, interpolation, input size) for a model or a weight tag.
+
+    A weight tag gives the entry's values; a registered name (or alias) those of its default
+    weights; a model created with `pretrained=TAG` those of the tag at the model's own input size.
+    Anything else (random or local weights) gets ImageNet mean/std, bicubic, crop 0.875 at its size.
+    """
+    if isinstance(model_or_tag, str) and model_or_tag in WEIGHTS:
+        return WEIGHTS[model_or_tag].data_config()
+    if isinstance(model_or_tag, EfficientFormerV2):
+        config, tag = model_or_tag.config, getattr(model_or_tag, "pretrained_tag", None)
+    elif isinstance(model_or_tag, (str, ModelConfig)):
+        config = resolve_config(model_or_tag)
+        tag = DEFAULT.get(config.name) if isinstance(model_or_tag, str) else None
+    else:
+        raise TypeError(f"data_config takes a model, a ModelConfig, a model name or a weight tag, "
+                        f"got {type(model_or_tag).__name__}")
+    base = WEIGHTS[tag].data_config() if tag in WEIGHTS else DataConfig()
+    return dataclasses.replace(base, input_size=(config.in_chans, *config.img_size))
 
 
 def infer_config(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
@@ -159,4 +184,5 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
     return checkpoint.layout, to
 
 
-__all__ = ["HEAD_PREFIXES", "convert_checkpoint", "create_model", "infer_config", "load_model", "resolve_config"]
+__all__ = ["HEAD_PREFIXES", "convert_checkpoint", "create_model", "data_config", "infer_config", "load_model",
+           "resolve_config"]

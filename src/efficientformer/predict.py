@@ -10,8 +10,9 @@ from typing import NamedTuple
 import torch
 from PIL import Image
 
-from efficientformer.data.preprocess import DEFAULT_CROP_PCT, eval_transform, imagenet_class_names, load_image
-from efficientformer.factory import CHECKPOINT_SUFFIXES, create_model, load_model
+from efficientformer.data.preprocess import (DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, eval_transform,
+                                            imagenet_class_names, load_image)
+from efficientformer.factory import CHECKPOINT_SUFFIXES, create_model, data_config, load_model
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
 from efficientformer.weights.zoo import WEIGHTS
@@ -70,27 +71,31 @@ def prepare_model(model: str | os.PathLike | ModelConfig | None = None,
 
 
 def load_images(images: Sequence[str | os.PathLike | Image.Image], img_size: tuple[int, int],
-                crop_pct: float = DEFAULT_CROP_PCT, interpolation: str = "bicubic") -> torch.Tensor:
+                crop_pct: float = DEFAULT_CROP_PCT, interpolation: str = "bicubic",
+                mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
     """Read and preprocess image files (or PIL images) into a (B, 3, H, W) batch."""
     tensors = []
     for image in images:
         if not isinstance(image, Image.Image):
             image = load_image(image)
-        tensors.append(eval_transform(image, img_size, crop_pct=crop_pct, interpolation=interpolation))
+        tensors.append(eval_transform(image, img_size, crop_pct=crop_pct, interpolation=interpolation,
+                                      mean=tuple(mean), std=tuple(std)))
     return torch.stack(tensors)  # (B, 3, H, W)
 
 
 def predict(model: EfficientFormerV2, images: Sequence[str | os.PathLike | Image.Image], topk: int = 5, *,
-            crop_pct: float = DEFAULT_CROP_PCT, interpolation: str = "bicubic", batch_size: int = 32,
+            crop_pct: float | None = None, interpolation: str | None = None, batch_size: int = 32,
             names: Sequence[str] | None = None) -> list[list[Prediction]]:
     """Top-k classes of each image, highest probability first.
 
-    Images are resized and cropped to the model's `config.img_size` and run in eval mode on the
-    model's device (its train/eval mode is restored afterwards).
+    Images are preprocessed with `data_config(model)` (the crop, filter, mean and std of its
+    weight tag; 0.875 bicubic ImageNet otherwise) at the model's `config.img_size`, and run in
+    eval mode on the model's device (its train/eval mode is restored afterwards).
 
     Args:
         images: file paths or PIL images.
         topk: classes per image (at most the number of classes).
+        crop_pct, interpolation: override the data config's.
         names: class names; default ImageNet names for 1000 classes, else "class N".
     """
     if isinstance(images, (str, os.PathLike, Image.Image)):
@@ -105,13 +110,17 @@ def predict(model: EfficientFormerV2, images: Sequence[str | os.PathLike | Image
     if len(names) != model.num_classes:
         raise ValueError(f"{len(names)} class names given for a model with {model.num_classes} classes")
     k = min(topk, model.num_classes)
+    config = data_config(model)
+    crop_pct = config.crop_pct if crop_pct is None else crop_pct
+    interpolation = config.interpolation if interpolation is None else interpolation
     parameter = next(model.parameters())
     results: list[list[Prediction]] = []
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(images), batch_size):
-            batch = load_images(images[start:start + batch_size], model.config.img_size, crop_pct, interpolation)
+            batch = load_images(images[start:start + batch_size], model.config.img_size, crop_pct, interpolation,
+                                config.mean, config.std)
             with torch.inference_mode():
                 logits = model(batch.to(device=parameter.device, dtype=parameter.dtype))  # (B, classes)
                 probs, indices = logits.float().softmax(dim=-1).topk(k, dim=-1)  # (B, k)

@@ -7,7 +7,7 @@ import argparse
 from rich.table import Table
 
 from efficientformer.cli import console, print_json, warn
-from efficientformer.data.preprocess import DEFAULT_CROP_PCT, sample_image_path
+from efficientformer.data.preprocess import sample_image_path
 from efficientformer.predict import predict, prepare_model
 from efficientformer.train.evaluate import run_metadata
 
@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "`efficientformer list`; without it the weights are random")
     parser.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
     parser.add_argument("--crop-pct", type=float, default=None,
-                        help=f"eval centre-crop fraction (default: the training run's, else {DEFAULT_CROP_PCT})")
+                        help="eval centre-crop fraction (default: the training run's, else the weight tag's, "
+                             "e.g. 0.95 for the zoo weights, else 0.875)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     names = stored.get("classes")
     if names is not None and len(names) != model.num_classes:
         names = None
-    crop_pct = args.crop_pct if args.crop_pct is not None else stored.get("eval_crop_pct", DEFAULT_CROP_PCT)
+    crop_pct = args.crop_pct if args.crop_pct is not None else stored.get("eval_crop_pct")  # None: data_config
     results = predict(model, images, topk=args.topk, crop_pct=crop_pct, names=names)
     if args.json:
         print_json([{"image": image, "model": model.config.name, "pretrained": pretrained,

@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_CROP_PCT = 0.875
+# Defined with the weights' data configs (one source for the numbers); re-exported here.
+from efficientformer.weights.zoo import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 BACKGROUND = (255, 255, 255)
 
 INTERPOLATIONS = {

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
 from efficientformer.models.config import STAGE_STRIDES, ModelConfig, check_input_size
 
 
 class Stage(nn.Module):
-    """An optional downsample (identity for stage 1) followed by the stage's blocks."""
+    """An optional downsample (identity for stage 1) followed by the stage's blocks.
+
+    With `grad_checkpointing` set, each block's activations are recomputed in the backward pass
+    instead of stored (BatchNorm statistics are then updated twice per step, as in timm).
+    """
 
     def __init__(self, downsample: nn.Module, blocks: list[Block]) -> None:
         super().__init__()
         self.downsample = downsample
         self.blocks = nn.Sequential(*blocks)
+        self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        x = self.downsample(x)
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            for block in self.blocks:
+                x = checkpoint(block, x, use_reentrant=False)
+            return x
+        return self.blocks(x)
 
 
 class EfficientFormerV2(nn.Module):
@@ -147,15 +158,45 @@ class EfficientFormerV2(nn.Module):
         """While training, return (class logits, distillation logits) from `forward` (hard distillation)."""
         self.distilled_training = enable
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace both heads with fresh ones for `num_classes` outputs (0 = pooled features)."""
+    def get_classifier(self) -> nn.Module | tuple[nn.Module, nn.Module]:
+        """The classifier: `head`, or `(head, head_dist)` with a distillation head (as timm returns it)."""
         if self.features_only:
             raise RuntimeError("this model was built with features_only=True and has no head")
+        return self.head if self.head_dist is None else (self.head, self.head_dist)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace both heads with fresh ones for `num_classes` outputs (0 = pooled features).
+
+        Args:
+            global_pool: timm's argument; only average pooling exists here (None or 'avg').
+        """
+        if self.features_only:
+            raise RuntimeError("this model was built with features_only=True and has no head")
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool must be None or 'avg' (the only pooling this model has), got {global_pool!r}")
         device = self.norm.weight.device
         self.config = self.config.replace(num_classes=num_classes)
         self.num_classes = num_classes
         self.head = self._make_head(num_classes).to(device)
         self.head_dist = self._make_head(num_classes).to(device) if self.config.distillation else None
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations (less memory)."""
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, object]:
+        """Parameter-name patterns that order the layers from input to output (timm's convention).
+
+        Coarse: the stem, each stage, the final norm. Fine: each downsample and each block on its own.
+        Unmatched parameters (the heads) come last. Used by layer-wise learning-rate decay.
+        """
+        if coarse:
+            blocks = [(r"^stages\.(\d+)", None), (r"^norm", (99999,))]
+        else:
+            blocks = [(r"^stages\.(\d+)\.downsample", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", (1,)),
+                      (r"^norm", (99999,))]
+        return {"stem": r"^stem", "blocks": blocks}
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that should not be weight-decayed: bias tables (norms/biases/scales go by shape)."""

@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 from efficientformer.data.embedded import DigitsDataset
 from efficientformer.data.folder import collate_skip_none
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
-from efficientformer.factory import create_model, load_model
-from efficientformer.train.datasets import EVAL_CROP_PCT, eval_dataset
+from efficientformer.factory import create_model, data_config, load_model
+from efficientformer.train.datasets import eval_dataset
 from efficientformer.train.job import _device
 from efficientformer.train.loop import evaluate
 from efficientformer.train.report import plot_confusion, write_per_class
@@ -60,7 +60,8 @@ def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | N
     `data` is a folder of class folders or a `path,label` list file. When the weights come from
     our training run (class names in the checkpoint or its job.json), the data's classes are
     matched to the model's by name; otherwise the data's sorted classes are taken in order and
-    only their number must match. The centre crop is the run's (else 0.875 for folders).
+    only their number must match. The centre crop is the run's, else the weight tag's
+    (`data_config`: 0.95 for the zoo weights), else 0.875; filter, mean and std are the tag's.
 
     Writes `summary.json`, `per_class.csv` and (up to 100 classes, with matplotlib) `confusion.png`
     into `output`; returns the summary.
@@ -73,6 +74,7 @@ def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | N
     else:
         raise FileNotFoundError(f"weights {weights} are neither a file nor a known weight tag")
     stored = run_metadata(weights)
+    preprocessing = data_config(net)
     what = f"the model ({weights})"
     if data is None:
         val_set, classes = DigitsDataset("val", net.config.img_size[0]), DigitsDataset.classes
@@ -82,9 +84,11 @@ def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | N
     else:
         val_set = eval_dataset(data, stored.get("classes"), net.num_classes, on_bad_image=on_bad_image, what=what)
         classes = val_set.classes
-        crop = stored.get("eval_crop_pct", EVAL_CROP_PCT)
-    loader = DataLoader(AugmentedDataset(val_set, EvalTransform(net.config.img_size, crop)), batch_size=batch_size,
-                        num_workers=num_workers, collate_fn=collate_skip_none)
+        crop = stored.get("eval_crop_pct", preprocessing.crop_pct)
+    transform = EvalTransform(net.config.img_size, crop, preprocessing.interpolation, preprocessing.mean,
+                              preprocessing.std)
+    loader = DataLoader(AugmentedDataset(val_set, transform), batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=collate_skip_none)
     result = evaluate(net, loader, len(classes), target)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

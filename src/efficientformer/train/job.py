@@ -224,7 +224,8 @@ def _run(job: TrainJob, info, device: torch.device, model: nn.Module | None,
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                       find_unused_parameters=getattr(task, "find_unused_parameters", False))
     global_batch = recipe.batch_size * info.world_size
-    optimizer = create_optimizer(model, recipe.lr(global_batch), recipe.weight_decay, recipe.opt_eps, recipe.betas)
+    optimizer = create_optimizer(model, recipe.lr(global_batch), recipe.weight_decay, recipe.opt_eps, recipe.betas,
+                                 layer_decay=recipe.layer_decay)
     schedule = CosineSchedule(recipe.lr(global_batch), recipe.epochs, recipe.warmup_epochs, recipe.warmup_lr,
                               recipe.min_lr, per_step=recipe.lr_per_step)
     ema = ModelEma(model, recipe.ema_decay) if recipe.ema else None

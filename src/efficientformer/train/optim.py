@@ -9,6 +9,7 @@ the official run also decayed the (C,1,1) layer scales and the 2-D bias tables (
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,20 +17,60 @@ import torch
 from torch import nn
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: decayed weights, and the exempt parameters with weight_decay 0.
+def layer_ids(model: nn.Module) -> dict[str, int]:
+    """Depth of every parameter: 0 for the stem, increasing to the output, the heads last.
 
-    Frozen parameters (requires_grad False) are left out.
+    Read from `model.group_matcher(coarse=False)` (timm's convention: a dict of regexes, or of
+    (regex, suffix) lists; a name's sort key is the group's position, the regex's numbers, the suffix).
+    """
+    if not hasattr(model, "group_matcher"):
+        raise TypeError(f"layer-wise lr decay needs a model with group_matcher(), got {type(model).__name__}")
+    matchers = []
+    for ordinal, spec in enumerate(model.group_matcher(coarse=False).values()):
+        for pattern, suffix in ([(spec, None)] if isinstance(spec, str) else spec):
+            matchers.append((re.compile(pattern), (ordinal,), suffix or ()))
+
+    def sort_key(name: str) -> tuple[float, ...]:
+        for pattern, prefix, suffix in matchers:
+            match = pattern.match(name)
+            if match:
+                return tuple(float(v) for v in (*prefix, *match.groups(), *suffix))
+        return (math.inf,)
+
+    keys = {name: sort_key(name) for name, _ in model.named_parameters()}
+    order = {key: index for index, key in enumerate(sorted(set(keys.values())))}
+    return {name: order[key] for name, key in keys.items()}
+
+
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None) -> list[dict]:
+    """AdamW groups: decayed weights, and the exempt parameters with weight_decay 0.
+
+    With `layer_decay` (timm/BEiT layer-wise lr decay) each layer gets its own pair of groups with
+    `lr_scale = layer_decay ** (last_layer - layer)`: the heads train at the full rate, the stem
+    at the smallest. Frozen parameters (requires_grad False) are left out.
     """
     no_decay_names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
+    if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
+    depth = layer_ids(model) if layer_decay is not None else {}
+    last = max(depth.values(), default=0)
+    groups: dict[tuple[int, bool], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         exempt = param.ndim <= 1 or name.endswith(".bias") or name in no_decay_names
-        (no_decay if exempt else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay, "group": "decay"},
-            {"params": no_decay, "weight_decay": 0.0, "group": "no_decay"}]
+        layer = depth.get(name, last)
+        group = groups.get((layer, exempt))
+        if group is None:
+            group = groups[(layer, exempt)] = {"params": [], "weight_decay": 0.0 if exempt else weight_decay,
+                                               "group": "no_decay" if exempt else "decay"}
+            if layer_decay is not None:
+                group.update(group=f"layer_{layer}_{group['group']}", lr_scale=layer_decay ** (last - layer))
+        group["params"].append(param)
+    if layer_decay is None:  # always the same two groups, in this order (resumable optimizer state)
+        return [groups.get((last, False), {"params": [], "weight_decay": weight_decay, "group": "decay"}),
+                groups.get((last, True), {"params": [], "weight_decay": 0.0, "group": "no_decay"})]
+    return [groups[key] for key in sorted(groups)]
 
 
 def scaled_lr(lr_base: float, global_batch: int, lr_base_batch: int = 1024) -> float:
@@ -40,9 +81,12 @@ def scaled_lr(lr_base: float, global_batch: int, lr_base_batch: int = 1024) -> f
 
 
 def create_optimizer(model: nn.Module, lr: float, weight_decay: float, eps: float = 1e-8,
-                     betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
-    """AdamW over `param_groups(model, weight_decay)`."""
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, eps=eps, betas=betas)
+                     betas: tuple[float, float] = (0.9, 0.999), layer_decay: float | None = None) -> torch.optim.AdamW:
+    """AdamW over `param_groups(model, weight_decay, layer_decay)`; each group's lr is `lr * lr_scale`."""
+    groups = param_groups(model, weight_decay, layer_decay)
+    for group in groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return torch.optim.AdamW(groups, lr=lr, eps=eps, betas=betas)
 
 
 @dataclass(frozen=True)
@@ -76,10 +120,10 @@ class CosineSchedule:
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t / self.epochs))
 
     def apply(self, optimizer: torch.optim.Optimizer, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
-        """Set every group's lr for this step; returns it."""
+        """Set every group's lr for this step (times its `lr_scale`, if any); returns the unscaled rate."""
         lr = self.lr_at(epoch, step, steps_per_epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
 
@@ -116,5 +160,5 @@ def clip_gradients_(parameters: Iterable[torch.Tensor], mode: str, value: float)
         raise ValueError(f"clip mode must be 'agc', 'norm' or 'none', got {mode!r}")
 
 
-__all__ = ["CosineSchedule", "adaptive_clip_grad_", "clip_gradients_", "create_optimizer", "param_groups",
+__all__ = ["CosineSchedule", "adaptive_clip_grad_", "clip_gradients_", "create_optimizer", "layer_ids", "param_groups",
            "scaled_lr"]

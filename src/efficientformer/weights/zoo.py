@@ -13,6 +13,12 @@ cached file and checks every later use against it (trust on first use).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CROP_PCT = 0.875
+INTERPOLATION_MODES = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 HF_URL = "https://huggingface.co/timm/{model}.snap_dist_in1k/resolve/main/model.safetensors"
 DRIVE_URL = "https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
@@ -32,6 +38,47 @@ _DRIVE_IDS = {
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """How images must be preprocessed for a model's weights (timm's `resolve_data_config` keys).
+
+    Args:
+        input_size: (channels, height, width) the weights are evaluated at.
+        mean, std: per-channel normalisation of [0, 1] pixels.
+        crop_pct: the centre crop keeps this fraction of the resized shorter side.
+        interpolation: resize filter, one of INTERPOLATION_MODES.
+        crop_mode: 'center' (the only mode used here).
+    """
+
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = DEFAULT_CROP_PCT
+    interpolation: str = "bicubic"
+    crop_mode: str = "center"
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "mean", "std"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if len(self.input_size) != 3 or min(self.input_size) < 1:
+            raise ValueError(f"DataConfig.input_size must be (channels, height, width), got {self.input_size!r}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"DataConfig.crop_pct must be in (0, 1], got {self.crop_pct!r}")
+        if self.interpolation not in INTERPOLATION_MODES:
+            raise ValueError(f"DataConfig.interpolation must be one of {', '.join(INTERPOLATION_MODES)}, "
+                             f"got {self.interpolation!r}")
+
+    @property
+    def img_size(self) -> tuple[int, int]:
+        """(height, width) of the model input."""
+        return self.input_size[1], self.input_size[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with timm's key names (`create_transform(**cfg)` takes it)."""
+        return {"input_size": self.input_size, "mean": self.mean, "std": self.std, "crop_pct": self.crop_pct,
+                "interpolation": self.interpolation, "crop_mode": self.crop_mode}
+
+
+@dataclass(frozen=True)
 class Weights:
     """One downloadable checkpoint.
 
@@ -44,6 +91,7 @@ class Weights:
         num_params: parameters of the model the file fills (both heads).
         top1: ImageNet-1k top-1 (%) as published for this copy, with `crop_pct` and `img_size`.
         sha256: hex digest of the file when published; None = trust on first use.
+        img_size, crop_pct, interpolation, mean, std: the eval preprocessing (see `data_config`).
     """
 
     tag: str
@@ -57,7 +105,14 @@ class Weights:
     img_size: tuple[int, int] = (224, 224)
     crop_pct: float = 0.95
     interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     source: str = ""
+
+    def data_config(self, in_chans: int = 3) -> DataConfig:
+        """The preprocessing these weights were evaluated with."""
+        return DataConfig(input_size=(in_chans, *self.img_size), mean=self.mean, std=self.std,
+                          crop_pct=self.crop_pct, interpolation=self.interpolation)
 
 
 def _entries() -> list[Weights]:
@@ -102,4 +157,5 @@ def default_weights(model: str) -> Weights:
     return WEIGHTS[DEFAULT[model]]
 
 
-__all__ = ["DEFAULT", "WEIGHTS", "Weights", "default_weights", "get_weights", "list_weights"]
+__all__ = ["DEFAULT", "DEFAULT_CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATION_MODES", "WEIGHTS", "DataConfig",
+           "Weights", "default_weights", "get_weights", "list_weights"]
