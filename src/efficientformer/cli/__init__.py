@@ -7,9 +7,12 @@ to COMMANDS and it appears in `efficientformer -h`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -50,6 +53,37 @@ def warn(message: str) -> None:
     err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
+class ConsoleLogHandler(logging.Handler):
+    """The library's log records as the CLI's own lines on stdout; warnings start with a yellow 'warning:'."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = escape(self.format(record))
+            if record.levelno >= logging.WARNING:
+                message = f"[bold yellow]warning:[/] {message}"
+            console.print(message, soft_wrap=True, highlight=False)
+        except Exception:  # noqa: BLE001 (logging's contract: a failing handler reports, never raises)
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def library_logging(level: int = logging.INFO) -> Iterator[None]:
+    """Show the `efficientformer` loggers' records from `level` up on the console while a command runs.
+
+    The library itself only logs (it never prints), so a program that embeds it decides where the
+    records go; the CLI is such a program, and removes its handler again when the command returns.
+    """
+    logger = logging.getLogger("efficientformer")
+    handler, previous = ConsoleLogHandler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per entry of COMMANDS."""
     from efficientformer import __version__
@@ -87,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.run(args) or 0)
+        with library_logging():
+            return int(args.run(args) or 0)
     except USER_ERRORS as error:
         if args.debug:
             raise
@@ -98,4 +133,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["COMMANDS", "build_parser", "console", "err_console", "main", "print_json", "warn"]
+__all__ = ["COMMANDS", "ConsoleLogHandler", "build_parser", "console", "err_console", "library_logging", "main",
+           "print_json", "warn"]

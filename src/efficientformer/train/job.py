@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ from efficientformer.utils.progress import progress_bar
 from efficientformer.weights.checkpoint import save_checkpoint
 
 AMP = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -208,8 +210,8 @@ def _run(job: TrainJob, info, device: torch.device, model: nn.Module | None,
             (run_dir / SKIPPED_FILE).unlink(missing_ok=True)
         before = _previous_split(run_dir) if job.resume is not None else None
         if before is not None and before != data.describe.get("split_digest"):
-            print(f"warning: the held-out split of {job.data} differs from the one this run started with (files "
-                  f"were added, removed or renamed); resuming is no longer exact")
+            logger.warning("the held-out split of %s differs from the one this run started with (files were added, "
+                           "removed or renamed); resuming is no longer exact", job.data)
         record = {**job.to_dict(), "world_size": info.world_size, "classes": list(classes), "data_split":
                   data.describe, "eval_crop_pct": eval_crop, "model_config": model.config.to_dict(),
                   "task": type(task).__name__ if task is not None else "ClassificationTask"}
@@ -278,14 +280,14 @@ def _run(job: TrainJob, info, device: torch.device, model: nn.Module | None,
     skipped_total: set[str] = set()
 
     def report_skipped(paths: list[str], where: str) -> int:
-        """Gather this epoch's skipped paths over ranks; rank 0 prints them and merges them into skipped.txt."""
+        """Gather this epoch's skipped paths over ranks; rank 0 logs them and merges them into skipped.txt."""
         paths = sorted(set(gather_strings(paths, info)))
         skipped_total.update(paths)
         if paths and info.is_main:
             listed = write_skipped(run_dir, paths)
             shown = "\n  ".join(paths[:10]) + (f"\n  ... {len(paths) - 10} more" if len(paths) > 10 else "")
-            print(f"skipped {len(paths)} unreadable image(s) in {where} ({len(listed)} in all, listed in "
-                  f"{run_dir / SKIPPED_FILE}):\n  {shown}")
+            logger.warning("skipped %d unreadable image(s) in %s (%d in all, listed in %s):\n  %s", len(paths), where,
+                           len(listed), run_dir / SKIPPED_FILE, shown)
         return len(paths)
 
     position, best = Position(), {"top1": -1.0}
@@ -314,7 +316,7 @@ def _run(job: TrainJob, info, device: torch.device, model: nn.Module | None,
     summary: dict[str, Any] = {}
     scalars = ScalarLog(run_dir, enabled=info.is_main)
     if scalars.message:
-        print(scalars.message)
+        logger.info(scalars.message)
     try:
         with progress_bar("count", disable=None if info.is_main else True) as bar:
             bar_task = bar.add_task("training", total=recipe.epochs * steps_per_epoch,

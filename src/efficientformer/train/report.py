@@ -1,7 +1,7 @@
 """Run reports: metrics CSV next to the JSONL, loss/accuracy curves and confusion-matrix PNGs.
 
 matplotlib is optional (`pip install efficientformer[demo]`); without it the PNGs are skipped with
-a message, never the training.
+a logged message, never the training.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from efficientformer.utils.io import atomic_write
 
 MAX_CONFUSION_CLASSES = 100
 SKIPPED_FILE = "skipped.txt"
+logger = logging.getLogger(__name__)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -154,7 +156,7 @@ def write_run_reports(run_dir: str | os.PathLike, per_class: Sequence[float], co
     write_csv(records, run_dir / "metrics.csv")
     write_per_class(per_class, confusion, classes, run_dir / "per_class.csv")
     if plot_curves(records, run_dir / "curves.png", title) is None:
-        print("matplotlib is not installed: no curves.png / confusion.png (pip install 'efficientformer[demo]')")
+        logger.info("matplotlib is not installed: no curves.png / confusion.png (pip install 'efficientformer[demo]')")
     plot_confusion(confusion, classes, run_dir / "confusion.png", f"{title}, epoch {records[-1]['epoch']}")
 
 
