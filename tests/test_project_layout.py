@@ -1,4 +1,4 @@
-"""The house rules the CI runs, inside the test suite: the import contract holds and no source file grows past the cap."""
+"""House rules inside the test suite, not only in CI: the import contract holds, no source file is over the cap."""
 
 from __future__ import annotations
 

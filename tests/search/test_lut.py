@@ -1,4 +1,4 @@
-"""Latency lookup table: decomposition, save/load, additivity with a synthetic clock, validation, resume after a kill."""
+"""Latency lookup table: decomposition, save/load, sums on a synthetic clock, validation, resume after a kill."""
 
 from __future__ import annotations
 
