@@ -64,7 +64,7 @@ def test_tiny_export_and_parity(tiny, tiny_pte):
     assert file.path.is_file() and file.num_bytes == file.path.stat().st_size
     assert [p.name for p in file.path.parent.iterdir()] == ["tiny.pte"]  # no temporary file left
     assert file.input_shape == (1, 3, 64, 64) and not file.dynamic_batch and not file.int8
-    assert file.backend == "XnnpackBackend" and 1 <= file.num_delegates <= 4  # identity expands removed
+    assert file.backend == "XnnpackBackend" and file.num_delegates == 1  # the whole network in one delegate
     assert report.passed and report.max_abs_diff < 1e-4 and report.top1_agreement == 1.0
     assert report.num_images == 4 and report.runtime.startswith("executorch 1.5")
     run = load_runner(file.path, num_threads=1)
@@ -183,6 +183,30 @@ def test_s0_at_224(tmp_path):
     assert result.artifact.input_shape == (1, 3, 224, 224)
     assert result.parity.passed and result.parity.top1_agreement == 1.0
     print(f"S0 ExecuTorch export + parity: {seconds:.0f} s, {result.artifact.num_delegates} XNNPACK delegates")
+    assert result.artifact.num_delegates == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["s0", "mobilenetv2_100"])
+def test_nothing_but_the_delegate_outputs_is_left_outside_xnnpack(name):
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    from efficientformer.models.mobilenetv2 import create_mobilenetv2
+
+    model = (create_mobilenetv2(name) if name.startswith("mobilenet") else efficientformer.create_model(name)).eval()
+    edge = et.partition(et.capture(et.inference_module(model), (224, 224)))
+    info = get_delegation_info(edge.exported_program().graph_module)
+    outside = {op: row.non_delegated for op, row in info.delegation_by_operator.items() if row.non_delegated}
+    assert info.num_delegated_subgraphs == 1 and outside == {"getitem": 1}, outside
+
+
+def test_tiny_graph_has_no_op_outside_the_delegate(tiny):
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    edge = et.partition(et.capture(et.inference_module(tiny), (64, 64)))
+    info = get_delegation_info(edge.exported_program().graph_module)
+    outside = {op: row.non_delegated for op, row in info.delegation_by_operator.items() if row.non_delegated}
+    assert info.num_delegated_subgraphs == 1 and outside == {"getitem": 1}, outside
 
 
 @pytest.mark.slow

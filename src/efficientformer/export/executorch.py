@@ -152,17 +152,23 @@ def capture(module: nn.Module, img_size: tuple[int, int], dynamic_batch: bool = 
         return torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes)
 
 
-def lower_to_xnnpack(program: torch.export.ExportedProgram, batch_range: tuple[int, int]) -> tuple[bytes, int]:
-    """Lower an exported program to XNNPACK; returns (.pte bytes, number of XNNPACK delegates)."""
+def partition(program: torch.export.ExportedProgram, batch_range: tuple[int, int] = (1, 1)) -> Any:
+    """The edge program with every op XNNPACK takes in XNNPACK delegates (an `EdgeProgramManager`)."""
     with quiet_executorch():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        edge = to_edge_transform_and_lower(program, transform_passes=[_drop_identity_expands],
+        return to_edge_transform_and_lower(program, transform_passes=[_drop_identity_expands],
                                            partitioner=[XnnpackPartitioner()],
                                            constant_methods={BATCH_METHOD: list(batch_range)})
-        delegates = sum(node.op == "call_function" and str(node.target) == "executorch_call_delegate"
-                        for node in edge.exported_program().graph.nodes)
+
+
+def lower_to_xnnpack(program: torch.export.ExportedProgram, batch_range: tuple[int, int]) -> tuple[bytes, int]:
+    """Lower an exported program to XNNPACK; returns (.pte bytes, number of XNNPACK delegates)."""
+    edge = partition(program, batch_range)
+    delegates = sum(node.op == "call_function" and str(node.target) == "executorch_call_delegate"
+                    for node in edge.exported_program().graph.nodes)
+    with quiet_executorch():
         return edge.to_executorch().buffer, delegates
 
 

@@ -137,7 +137,8 @@ class EfficientFormerV2(nn.Module):
             raise RuntimeError("this model was built with features_only=True and has no head")
         if pre_logits and self.head_folded:
             raise RuntimeError("pre_logits is unavailable on a fused model: its final norm is folded into the head")
-        x = self.norm(x).mean(dim=(2, 3))  # (B, C4)
+        # keepdim + flatten: the same numbers, and a mean XNNPACK delegates (it takes 4-d keepdim means only).
+        x = self.norm(x).mean(dim=(2, 3), keepdim=True).flatten(1)  # (B, C4)
         x = self.head_drop(x)
         if pre_logits:
             return x

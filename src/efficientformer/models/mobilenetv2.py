@@ -114,7 +114,7 @@ class MobileNetV2(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, dropout and classify a feature map; `pre_logits` stops after pooling."""
-        x = x.mean(dim=(2, 3))  # (B, num_features)
+        x = x.mean(dim=(2, 3), keepdim=True).flatten(1)  # (B, num_features); keepdim: XNNPACK delegates it
         if pre_logits:
             return x
         return self.head(self.drop(x))
