@@ -25,6 +25,11 @@ from efficientformer.export.quantize import (
 from efficientformer.export.tflite import TfliteExport, check_tflite_parity, export_tflite
 
 
+# Default parity tolerance of a file exported with an opt-in approximation (models.fuse.APPROXIMATIONS):
+# tanh-GELU moves random-weight S0/S1/L logits by 1e-3..3e-3 against exact eager.
+APPROXIMATE_ATOL = 2e-2
+
+
 @dataclass(frozen=True)
 class ExportFormat:
     """One deployment format.
@@ -93,8 +98,9 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
         calib: int8 calibration images: a folder, a path,label list file, image paths or a tensor;
             default the parity images, with a CalibrationWarning.
         calib_count: use at most this many calibration images.
-        options: format-specific export options (onnx: `opset`; executorch: `max_batch`;
-            openvino: `precision` f32|bf16|fp16; coreml: `precision` f32|fp16).
+        options: format-specific export options (onnx: `opset`, `rewrite`; executorch: `max_batch`;
+            openvino: `precision` f32|bf16|fp16; coreml: `precision` f32|fp16; onnx and openvino:
+            `approximate`, opt-in approximations checked with APPROXIMATE_ATOL unless `atol` is given).
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -111,6 +117,8 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
     artifact = spec.export(model, path, img_size=img_size, **options)
     if not check:
         return ExportResult(format, artifact, None)
+    if atol is None and options.get("approximate"):
+        atol = APPROXIMATE_ATOL
     try:
         parity = spec.check(model, artifact.path, **({} if atol is None else {"atol": atol}))
     except ParityUnavailable as error:
@@ -119,6 +127,7 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
 
 
 __all__ = [
+    "APPROXIMATE_ATOL",
     "DEFAULT_CALIB_COUNT",
     "DEFAULT_OPSET",
     "FORMATS",

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from efficientformer.export.common import export_image_size, quiet_exporter
+from efficientformer.export.onnx_rewrites import rewrite_for_onnxruntime
 from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
 from efficientformer.models.fuse import fuse
 from efficientformer.utils import atomic_write
@@ -40,6 +41,7 @@ class OnnxExport:
 
     Attributes:
         input_shape: (batch, 3, H, W); batch is the string "batch" when it is dynamic.
+        rewrites: the exact graph rewrites applied after export (export/onnx_rewrites.py), by name.
     """
 
     path: Path
@@ -49,6 +51,7 @@ class OnnxExport:
     output_name: str
     input_shape: tuple[int | str, ...]
     num_bytes: int
+    rewrites: tuple[str, ...] = ()
 
     @property
     def dynamic_batch(self) -> bool:
@@ -62,7 +65,8 @@ class OnnxExport:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple[int, int] | None = None,
-                dynamic_batch: bool = True, opset: int | None = None) -> OnnxExport:
+                dynamic_batch: bool = True, opset: int | None = None, rewrite: bool = True,
+                approximate: tuple[str, ...] = ()) -> OnnxExport:
     """Write the fused, eval-mode `model` to an ONNX file (atomically: a reader never sees a partial file).
 
     Args:
@@ -71,6 +75,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple
         img_size: input (height, width) or an int for a square; default the model's `config.img_size`.
         dynamic_batch: make the batch dimension symbolic ("batch"); else the file takes batch 1 only.
         opset: ONNX opset of the default domain; default `DEFAULT_OPSET` (torch's default).
+        rewrite: apply the exact graph rewrites for onnxruntime (export/onnx_rewrites.py); the
+            file then runs the same numbers faster (within float rounding, checked by the parity test).
+        approximate: opt-in approximations of `fuse` (models.fuse.APPROXIMATIONS, e.g. "gelu-tanh");
+            default none, i.e. exact. Check such a file with a looser tolerance (APPROXIMATE_ATOL).
     """
     require("onnx", EXTRA)
     require("onnxscript", EXTRA)
@@ -78,7 +86,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple
         raise ValueError("ONNX export of a features_only model is not supported; export the classifier model")
     height, width = export_image_size(model, img_size)
     path = Path(path)
-    fused = fuse(model).to(device="cpu", dtype=torch.float32)
+    fused = fuse(model, approximate=approximate).to(device="cpu", dtype=torch.float32)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
     # Batch 2 for a dynamic batch: torch.export specialises dimensions of size 1.
     example = torch.zeros(2 if dynamic_batch else 1, 3, height, width)  # (B, 3, H, W)
@@ -88,13 +96,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple
                                     input_names=[INPUT_NAME], output_names=[output_name],
                                     dynamic_shapes=dynamic_shapes)
     proto = program.model_proto
+    applied = rewrite_for_onnxruntime(proto) if rewrite else {}
+    applied.update({name: 1 for name in approximate})
     data = proto.SerializeToString()
     with atomic_write(path) as handle:
         handle.write(data)
     opset_used = next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
     shape = (BATCH_DIM if dynamic_batch else 1, 3, height, width)
     return OnnxExport(path=path, opset=opset_used, ir_version=proto.ir_version, input_name=INPUT_NAME,
-                      output_name=output_name, input_shape=shape, num_bytes=len(data))
+                      output_name=output_name, input_shape=shape, num_bytes=len(data),
+                      rewrites=tuple(name for name, count in applied.items() if count))
 
 
 def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None) -> Any:

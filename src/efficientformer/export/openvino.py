@@ -96,7 +96,8 @@ def _check_precision(precision: str) -> str:
 
 
 def export_openvino(model: nn.Module, path: str | os.PathLike, img_size: int | tuple[int, int] | None = None,
-                    dynamic_batch: bool = True, precision: str = DEFAULT_PRECISION) -> OpenVinoExport:
+                    dynamic_batch: bool = True, precision: str = DEFAULT_PRECISION,
+                    approximate: tuple[str, ...] = ()) -> OpenVinoExport:
     """Write the fused, eval-mode `model` as an OpenVINO IR: `path` (.xml) and the .bin beside it.
 
     Both files are written into a temporary folder beside `path` and moved into place, the .xml
@@ -108,6 +109,7 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, img_size: int | t
         img_size: input (height, width) or an int for a square; default the model's `config.img_size`.
         dynamic_batch: make the batch dimension symbolic; else the IR takes batch 1 only.
         precision: "f32" (default, exact), "bf16" or "fp16" (see the module docstring).
+        approximate: opt-in approximations of `fuse` (models.fuse.APPROXIMATIONS); default none.
     """
     ov = require("openvino", EXTRA)
     _check_precision(precision)
@@ -119,7 +121,7 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, img_size: int | t
     if getattr(model, "features_only", False):
         raise ValueError("OpenVINO export of a features_only model is not supported; export the classifier model")
     height, width = export_image_size(model, img_size)
-    fused = fuse(model).to(device="cpu", dtype=torch.float32)
+    fused = fuse(model, approximate=approximate).to(device="cpu", dtype=torch.float32)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
     # Batch 2 for a dynamic batch: torch.export specialises dimensions of size 1.
     example = torch.zeros(2 if dynamic_batch else 1, 3, height, width)  # (B, 3, H, W)
