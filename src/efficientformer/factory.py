@@ -46,7 +46,8 @@ def resolve_config(name_or_config: str | os.PathLike | ModelConfig) -> ModelConf
 
 def create_model(name_or_config: str | os.PathLike | ModelConfig, *, pretrained: str | os.PathLike | bool | None = None,
                  num_classes: int | None = None, img_size: int | tuple[int, int] | None = None,
-                 features_only: bool = False, device: str | torch.device | None = None,
+                 features_only: bool = False, out_indices: tuple[int, ...] | None = None, frozen_stages: int = -1,
+                 norm_eval: bool = False, device: str | torch.device | None = None,
                  **overrides) -> EfficientFormerV2:
     """Build a model from a registered name, a config or a config JSON, optionally with weights.
 
@@ -55,7 +56,10 @@ def create_model(name_or_config: str | os.PathLike | ModelConfig, *, pretrained:
             local checkpoint path (official, timm or ours). The tag is downloaded once into the cache.
             With a different `num_classes` than the weights, the heads are left freshly initialised.
         num_classes, img_size: override the config (bias tables are resampled to `img_size`).
-        features_only: return the 4 stage maps instead of logits.
+        features_only: return the stage maps instead of logits (a detection/segmentation backbone).
+        out_indices: the stages (0-3) a features_only model returns; later stages are not built.
+        frozen_stages: -1 none; N: the stem and the first N stages get no gradient and stay in eval mode.
+        norm_eval: every BatchNorm stays in eval mode while training.
         overrides: any other ModelConfig field (drop_path_rate, distillation, ...).
     """
     config = resolve_config(name_or_config)
@@ -65,7 +69,9 @@ def create_model(name_or_config: str | os.PathLike | ModelConfig, *, pretrained:
         overrides["img_size"] = img_size
     if overrides:
         config = config.replace(**overrides)
-    model = EfficientFormerV2(config, features_only=features_only)
+    backbone = {} if out_indices is None else {"out_indices": tuple(out_indices)}
+    model = EfficientFormerV2(config, features_only=features_only, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                              **backbone)
     model.pretrained_tag = None
     if pretrained not in (None, False):
         tag = default_weights(config.name).tag if pretrained is True else str(pretrained)
@@ -153,7 +159,8 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
         model: the architecture, needed only when the file has no config and matches no registered one.
     """
     checkpoint = read_checkpoint(path)
-    net = EfficientFormerV2(_config_of(checkpoint, model), features_only=checkpoint.features_only)
+    backbone = {} if checkpoint.out_indices is None else {"out_indices": checkpoint.out_indices}
+    net = EfficientFormerV2(_config_of(checkpoint, model), features_only=checkpoint.features_only, **backbone)
     load_checkpoint(net, checkpoint, strict=True)
     if device is not None:
         net = net.to(device)
@@ -177,7 +184,7 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
     metadata = None
     grids = None
     if to == "ours":
-        metadata = config_metadata(_config_of(checkpoint, model), checkpoint.features_only)
+        metadata = config_metadata(_config_of(checkpoint, model), checkpoint.features_only, checkpoint.out_indices)
     elif to == "official" and checkpoint.config is not None:
         grids = attention_grids(checkpoint.config)
     write_state_dict(checkpoint.state_dict, destination, to, metadata, grids=grids)

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
-from efficientformer.models.config import STAGE_STRIDES, ModelConfig, check_input_size
+from efficientformer.models.config import NUM_STAGES, STAGE_STRIDES, ModelConfig, check_input_size
+
+
+def _stage_indices(indices: Sequence[int], num_stages: int, what: str) -> tuple[int, ...]:
+    """Sorted, distinct stage indices in [0, num_stages); negative ones count from the end."""
+    try:
+        values = [int(i) for i in indices]
+    except TypeError:
+        raise ValueError(f"{what} must be a sequence of stage indices, got {indices!r}") from None
+    if not values or any(not -num_stages <= i < num_stages for i in values):
+        raise ValueError(f"{what} must be stage indices in [0, {num_stages - 1}] (or negative from the end), "
+                         f"got {tuple(indices)}")
+    normalised = sorted({i % num_stages for i in values})
+    if len(normalised) != len(values):
+        raise ValueError(f"{what} has a repeated stage: {tuple(indices)}")
+    return tuple(normalised)
 
 
 class Stage(nn.Module):
@@ -37,14 +55,30 @@ class EfficientFormerV2(nn.Module):
 
     Args:
         config: the architecture.
-        features_only: build the backbone only; `forward` returns the 4 stage maps (strides 4/8/16/32)
-            and `feature_info` describes them.
+        features_only: build the backbone only; `forward` returns the stage maps (strides 4/8/16/32)
+            selected by `out_indices`, and `feature_info` describes them.
+        out_indices: stages (0-3) whose maps a features_only model returns; stages after the last
+            one are not built.
+        frozen_stages: -1 freezes nothing; N >= 0 freezes the stem and the first N stages (mmdet's
+            convention): their parameters get no gradient and they stay in eval mode.
+        norm_eval: keep every BatchNorm (SyncBatchNorm too) in eval mode while training, so their
+            statistics do not move (detection/segmentation fine-tuning with small batches).
     """
 
-    def __init__(self, config: ModelConfig, features_only: bool = False) -> None:
+    def __init__(self, config: ModelConfig, features_only: bool = False, out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1, norm_eval: bool = False) -> None:
         super().__init__()
         self.config = config
         self.features_only = features_only
+        self.out_indices = _stage_indices(out_indices, NUM_STAGES, "out_indices")
+        if not features_only and self.out_indices != tuple(range(NUM_STAGES)):
+            raise ValueError(f"out_indices={tuple(out_indices)} needs features_only=True (a classifier uses all stages)")
+        num_built = max(self.out_indices) + 1 if features_only else NUM_STAGES
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_built:
+            raise ValueError(f"frozen_stages must be an integer in [-1, {num_built}] (-1: none, 0: the stem, "
+                             f"N: the stem and the first N stages), got {frozen_stages!r}")
+        self.frozen_stages = frozen_stages
+        self.norm_eval = bool(norm_eval)
         self.num_classes = config.num_classes
         self.distilled_training = False
         self.head_folded = False
@@ -76,16 +110,34 @@ class EfficientFormerV2(nn.Module):
                                     drop_path=drop_rates[block_index], layer_scale_init=config.layer_scale_init))
                 block_index += 1
             stages.append(Stage(downsample, blocks))
-        self.stages = nn.Sequential(*stages)
-        self.feature_info = [
-            {"num_chs": widths[i], "reduction": STAGE_STRIDES[i], "module": f"stages.{i}"} for i in range(4)
-        ]
-        self.num_features = widths[-1]
+        self.stages = nn.Sequential(*stages[:num_built])
+        self.feature_info = [{"num_chs": widths[i], "reduction": STAGE_STRIDES[i], "module": f"stages.{i}"}
+                             for i in (self.out_indices if features_only else range(NUM_STAGES))]
+        self.num_features = widths[num_built - 1]
         if not features_only:
             self.norm = nn.BatchNorm2d(widths[-1])
             self.head_drop = nn.Dropout(config.drop_rate)
             self.head = self._make_head(config.num_classes)
             self.head_dist = self._make_head(config.num_classes) if config.distillation else None
+        self._freeze_stages()
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        for module in (self.stem, *self.stages[:self.frozen_stages]):
+            module.eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> EfficientFormerV2:
+        """As nn.Module.train, but frozen stages, and with `norm_eval` every BatchNorm, stay in eval mode."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
 
     def _make_head(self, num_classes: int) -> nn.Module:
         if num_classes == 0:
@@ -116,15 +168,41 @@ class EfficientFormerV2(nn.Module):
         self._check_input(x)
         return self.stages(self.stem(x))
 
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The output of each of the 4 stages (strides 4, 8, 16, 32)."""
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """Stage maps on the way through the network (timm's signature).
+
+        Args:
+            indices: stages to return: None = every built stage, an int n = the last n, or a list (negative
+                counts from the end).
+            norm: apply the final BatchNorm to the last stage's map (classifier models only).
+            stop_early: stop after the last stage asked for.
+            output_fmt: only 'NCHW'.
+            intermediates_only: return only the list; otherwise (final map, list), the final map being the
+                last stage's output, through the final norm when the classifier's last stage ran.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        num = len(self.stages)
+        take = tuple(range(num)) if indices is None else (
+            tuple(range(num - indices, num)) if isinstance(indices, int) else _stage_indices(indices, num, "indices"))
+        if not take or min(take) < 0:
+            raise ValueError(f"indices must select stages in [0, {num - 1}], got {indices!r}")
+        if norm and self.features_only:
+            raise ValueError("norm=True needs the final norm, which a features_only model does not have")
         self._check_input(x)
         x = self.stem(x)
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
+        intermediates = []
+        last = max(take) if stop_early or intermediates_only else num - 1
+        for index in range(last + 1):
+            x = self.stages[index](x)
+            if index in take:
+                intermediates.append(self.norm(x) if norm and index == NUM_STAGES - 1 else x)
+        if intermediates_only:
+            return intermediates
+        if not self.features_only and last == NUM_STAGES - 1:
+            x = self.norm(x)
+        return x, intermediates
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False, return_both: bool = False):
         """Pool and classify a (B, C4, h, w) map.
@@ -152,7 +230,7 @@ class EfficientFormerV2(nn.Module):
 
     def forward(self, x: torch.Tensor):
         if self.features_only:
-            return self.forward_intermediates(x)
+            return self.forward_intermediates(x, self.out_indices, intermediates_only=True)
         return self.forward_head(self.forward_features(x))
 
     def set_distilled_training(self, enable: bool = True) -> None:

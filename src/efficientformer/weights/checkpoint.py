@@ -43,6 +43,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     config: ModelConfig | None = None
     features_only: bool = False
+    out_indices: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -128,6 +129,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     state_dict = _unwrap(obj, path)
     config = None
     features_only = False
+    out_indices = None
     if metadata.get("format") == FORMAT:
         layout = "ours"
         try:
@@ -135,6 +137,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         except (KeyError, ValueError, TypeError) as error:
             raise CheckpointError(f"{path}: invalid model config in metadata ({error})") from None
         features_only = metadata.get("features_only") == "1"
+        if "out_indices" in metadata:
+            try:
+                out_indices = tuple(int(i) for i in json.loads(metadata["out_indices"]))
+            except (ValueError, TypeError) as error:
+                raise CheckpointError(f"{path}: invalid out_indices in metadata ({error})") from None
     else:
         try:
             layout = detect_layout(state_dict)
@@ -145,7 +152,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             state_dict = official_to_ours(state_dict)
         except KeyError as error:
             raise CheckpointError(f"{path}: {error}") from None
-    return Checkpoint(str(path), layout, state_dict, config, features_only)
+    return Checkpoint(str(path), layout, state_dict, config, features_only, out_indices)
 
 
 def _model_grids(model: nn.Module) -> dict[str, tuple[int, int]]:
@@ -171,12 +178,15 @@ def load_checkpoint(model: nn.Module, source: str | os.PathLike | Checkpoint, st
     source_grids = attention_grids(checkpoint.config) if checkpoint.config is not None else {}
     model_grids = _model_grids(model)
     features_only = getattr(model, "features_only", False)
+    # A backbone drops the head and norm, and the stages after its last out index (not built).
+    not_built = (HEAD_PREFIXES + ("norm.",) + tuple(f"stages.{i}." for i in range(len(model.stages), 4))
+                 if features_only else ())
     to_load = {}
     for key, tensor in checkpoint.state_dict.items():
         if key.endswith("attention_bias_idxs"):
             report.ignored.append(key)
             continue
-        if key.startswith(HEAD_PREFIXES) and skip_head or features_only and key.startswith(HEAD_PREFIXES + ("norm.",)):
+        if key.startswith(HEAD_PREFIXES) and skip_head or features_only and key.startswith(not_built):
             report.ignored.append(key)
             continue
         if key not in target:
@@ -221,7 +231,9 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: dict[st
     if path.suffix != ".safetensors":
         raise ValueError(f"save_checkpoint writes safetensors: give a path ending in .safetensors, got {path} "
                          f"(for the official .pth layout use convert_checkpoint(..., to='official'))")
-    meta = {**config_metadata(model.config, getattr(model, "features_only", False)), **(metadata or {})}
+    features_only = getattr(model, "features_only", False)
+    out_indices = tuple(model.out_indices) if features_only else None
+    meta = {**config_metadata(model.config, features_only, out_indices), **(metadata or {})}
     write_state_dict(_state_dict_for_save(model), path, "ours", meta)
     return path
 
@@ -250,7 +262,11 @@ def write_state_dict(state_dict: dict[str, torch.Tensor], path: str | os.PathLik
     return path
 
 
-def config_metadata(config: ModelConfig, features_only: bool = False) -> dict[str, str]:
-    """Our safetensors metadata for a state dict of `config`."""
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config.to_dict()),
-            "features_only": "1" if features_only else "0"}
+def config_metadata(config: ModelConfig, features_only: bool = False,
+                    out_indices: tuple[int, ...] | None = None) -> dict[str, str]:
+    """Our safetensors metadata for a state dict of `config` (a backbone's out_indices too)."""
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config.to_dict()),
+                "features_only": "1" if features_only else "0"}
+    if features_only and out_indices is not None:
+        metadata["out_indices"] = json.dumps(list(out_indices))
+    return metadata
