@@ -72,7 +72,8 @@ class EfficientFormerV2(nn.Module):
         self.features_only = features_only
         self.out_indices = _stage_indices(out_indices, NUM_STAGES, "out_indices")
         if not features_only and self.out_indices != tuple(range(NUM_STAGES)):
-            raise ValueError(f"out_indices={tuple(out_indices)} needs features_only=True (a classifier uses all stages)")
+            raise ValueError(f"out_indices={tuple(out_indices)} needs features_only=True "
+                             f"(a classifier uses all stages)")
         num_built = max(self.out_indices) + 1 if features_only else NUM_STAGES
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_built:
             raise ValueError(f"frozen_stages must be an integer in [-1, {num_built}] (-1: none, 0: the stem, "
@@ -252,7 +253,8 @@ class EfficientFormerV2(nn.Module):
         if self.features_only:
             raise RuntimeError("this model was built with features_only=True and has no head")
         if global_pool not in (None, "avg"):
-            raise ValueError(f"global_pool must be None or 'avg' (the only pooling this model has), got {global_pool!r}")
+            raise ValueError(f"global_pool must be None or 'avg' (the only pooling this model has), "
+                             f"got {global_pool!r}")
         device = self.norm.weight.device
         self.config = self.config.replace(num_classes=num_classes)
         self.num_classes = num_classes

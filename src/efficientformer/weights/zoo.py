@@ -157,5 +157,5 @@ def default_weights(model: str) -> Weights:
     return WEIGHTS[DEFAULT[model]]
 
 
-__all__ = ["DEFAULT", "DEFAULT_CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATION_MODES", "WEIGHTS", "DataConfig",
-           "Weights", "default_weights", "get_weights", "list_weights"]
+__all__ = ["DEFAULT", "DEFAULT_CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATION_MODES", "WEIGHTS",
+           "DataConfig", "Weights", "default_weights", "get_weights", "list_weights"]
