@@ -57,3 +57,13 @@ def test_finetune_recipe_uses_layer_decay_and_values_are_checked():
     with pytest.raises(ValueError, match=r"layer_decay must be in \(0, 1\] or None, got 1.5"):
         TrainRecipe(layer_decay=1.5)
     assert TrainRecipe.from_json(get_recipe("finetune").to_json()).layer_decay == 0.9
+
+
+def test_poly_schedule_matches_the_formula():
+    from efficientformer.train.optim import PolySchedule
+
+    schedule = PolySchedule(lr=2e-4, epochs=4, power=0.9, warmup_epochs=1, warmup_lr=1e-6)
+    assert schedule.lr_at(0, 0, 10) == pytest.approx(1e-6)
+    assert schedule.lr_at(0, 5, 10) == pytest.approx(1e-6 + (2e-4 - 1e-6) * 0.5)
+    assert schedule.lr_at(2, 0, 10) == pytest.approx(2e-4 * 0.5 ** 0.9)
+    assert schedule.lr_at(4, 0, 10) == 0.0
