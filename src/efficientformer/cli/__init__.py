@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "predict": "efficientformer.cli.predict",
     "train": "efficientformer.cli.train",
     "eval": "efficientformer.cli.eval",
+    "segment": "efficientformer.cli.segment",
     "data": "efficientformer.cli.data",
     "export": "efficientformer.cli.export",
     "lut": "efficientformer.cli.lut",
