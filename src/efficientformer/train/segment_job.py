@@ -40,6 +40,7 @@ from efficientformer.train.segmentation import (SegmentationTask, evaluate_segme
                                                 per_class_rows, predict_mask, save_segmenter)
 from efficientformer.train.state import Position, latest_state, load_state, prune_states, save_state
 from efficientformer.utils.io import atomic_write
+from efficientformer.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +203,13 @@ def _train(job: SegmentJob, info, device: torch.device) -> dict[str, Any]:
             break
         batches = DataLoader(torch.utils.data.Subset(pairs, order[start * job.batch_size:limit * job.batch_size]),
                              batch_size=job.batch_size, num_workers=job.num_workers, collate_fn=_collate)
-        result = train_steps(ctx, batches, epoch, start, steps_per_epoch)
+        with progress_bar("count", disable=None if info.is_main else True) as bar:
+            task = bar.add_task(f"epoch {epoch + 1}/{job.epochs}", total=limit, completed=start)
+
+            def on_step(step: int, loss: float, lr: float, images: int) -> None:
+                bar.update(task, advance=1, description=f"epoch {epoch + 1}/{job.epochs} loss {loss:.3f} lr {lr:.2e}")
+
+            result = train_steps(ctx, batches, epoch, start, steps_per_epoch, on_step)
         skipped.update(result.skipped)
         position = Position(epoch + 1, 0, position.global_step + limit - start) if limit == steps_per_epoch else \
             Position(epoch, limit, position.global_step + limit - start)
