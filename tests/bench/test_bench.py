@@ -19,7 +19,7 @@ from efficientformer.cli import main
 
 TINY = "efficientformerv2_test,mobilenetv2_100"
 # One thread: on a loaded 2-core machine two OpenMP threads wait on each other at every op.
-FAST = ["--img-size", "64", "--repeats", "2", "--warmup", "1", "--batch", "1,2", "--threads", "1"]
+FAST = ["--img-size", "64", "--repeats", "2", "--warmup", "1", "--batch", "1,2", "--threads", "1", "--no-isolate"]
 
 
 def _read(out):
@@ -148,3 +148,37 @@ def test_a_failure_at_the_throughput_batch_keeps_the_latency(monkeypatch):
     assert row.median_ms is not None and row.mes is not None
     assert row.images_per_s is None and row.throughput_median_ms is None
     assert row.error == "batch 4: ValueError: this file takes batch 1 only"
+
+
+def test_each_runtime_is_reported_at_every_thread_count_with_the_faster_marked():
+    result = run_bench(BenchConfig(models=("efficientformerv2_test", "mobilenetv2_100"), runtimes=("torch-eager",),
+                                   img_size=(64, 64), throughput_batch=None, repeats=3, warmup=1, num_classes=10,
+                                   threads=(1, 2), reference="test"), progress=False)
+    assert result.threads == (1, 2) and result.to_dict()["threads"] == [1, 2]
+    assert [(row.threads, row.model) for row in result.rows] == [
+        (1, "efficientformerv2_test"), (1, "mobilenetv2_100"), (2, "efficientformerv2_test"), (2, "mobilenetv2_100")]
+    for model in ("efficientformerv2_test", "mobilenetv2_100"):
+        one, two = (row for row in result.rows if row.model == model)
+        assert [one.fastest_threads, two.fastest_threads].count(True) == 1
+        assert (one.fastest_threads and one.median_ms <= two.median_ms) or (two.fastest_threads
+                                                                           and two.median_ms <= one.median_ms)
+    # The reference is taken at the same thread count: each count's reference row scores 100.
+    assert [row.mes_vs_reference for row in result.rows if row.model == "efficientformerv2_test"] == [
+        pytest.approx(100.0), pytest.approx(100.0)]
+    single = run_bench(BenchConfig(models=("efficientformerv2_test",), runtimes=("torch-eager",), img_size=(64, 64),
+                                   throughput_batch=None, repeats=1, warmup=0, threads=1), progress=False)
+    assert single.rows[0].fastest_threads is None
+    with pytest.raises(ValueError, match="threads must be positive"):
+        BenchConfig(threads=(0,))
+
+
+def test_isolated_runtimes_are_measured_in_a_subprocess():
+    import torch
+
+    before = torch.get_num_threads()
+    result = run_bench(BenchConfig(models=("efficientformerv2_test",), runtimes=("torch-eager",), img_size=(64, 64),
+                                   throughput_batch=None, repeats=2, warmup=0, num_classes=10, threads=1,
+                                   isolate=True), progress=False)
+    (row,) = result.rows
+    assert row.error is None and row.median_ms > 0 and row.threads == 1
+    assert torch.get_num_threads() == before  # the parent's threads are left as they were

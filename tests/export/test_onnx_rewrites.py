@@ -97,3 +97,20 @@ def test_tanh_gelu_export_has_a_bounded_error_and_reports_it(tmp_path):
     assert parity.atol == APPROXIMATE_ATOL and parity.passed
     assert 1e-6 < parity.max_abs_diff < APPROXIMATE_ATOL  # not exact, but close
     assert parity.top1_agreement == 1.0
+
+
+def test_cli_export_approximate_prints_its_error(tmp_path, capsys):
+    import json
+
+    from efficientformer.cli import main
+
+    tiny_checkpoint = efficientformer.save_checkpoint(
+        randomize_(efficientformer.create_model("efficientformerv2_test")).eval(), tmp_path / "tiny.safetensors")
+    output = tmp_path / "tanh.onnx"
+    assert main(["export", "--weights", str(tiny_checkpoint), "--output", str(output), "--approximate", "gelu-tanh",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "gelu-tanh" in data["file"]["rewrites"] and data["parity"]["atol"] == APPROXIMATE_ATOL
+    assert 0 < data["parity"]["max_abs_diff"] < APPROXIMATE_ATOL and data["parity"]["top1_agreement"] == 1.0
+    assert main(["export", "--weights", str(tiny_checkpoint), "--format", "executorch", "--output",
+                 str(tmp_path / "x.pte"), "--approximate", "gelu-tanh"]) == 2

@@ -77,15 +77,15 @@ def test_export_to_every_runtime_then_train_with_workers_and_subprocesses(tmp_pa
         from efficientformer.train.recipes import get_recipe
 
         model = efficientformer.create_model("efficientformerv2_test").eval()
+        folder = {str(tmp_path)!r}
         for fmt, package, suffix in (("onnx", "onnxruntime", ".onnx"), ("executorch", "executorch", ".pte"),
                                      ("openvino", "openvino", ".xml"), ("openvino", "openvino", ".xml")):
             if importlib.util.find_spec(package) is not None:
-                export_model(model, os.path.join({str(tmp_path)!r}, fmt + str(len(os.listdir({str(tmp_path)!r}))) + suffix),
-                             fmt, img_size=64)
+                export_model(model, os.path.join(folder, fmt + str(len(os.listdir(folder))) + suffix), fmt, img_size=64)
         if importlib.util.find_spec("openvino") is not None:
             from efficientformer.export.openvino import load_runner
-            paths = sorted(p for p in os.listdir({str(tmp_path)!r}) if p.endswith(".xml"))
-            runners = [load_runner(os.path.join({str(tmp_path)!r}, p)) for p in paths]
+            paths = sorted(p for p in os.listdir(folder) if p.endswith(".xml"))
+            runners = [load_runner(os.path.join(folder, p)) for p in paths]
             runners.pop(0); gc.collect(); runners.clear(); gc.collect()
         recipe = get_recipe("default").replace(epochs=1, warmup_epochs=0, batch_size=32)
         run_training(TrainJob(output={str(tmp_path / "run")!r}, model="efficientformerv2_test", recipe=recipe,

@@ -29,27 +29,28 @@ def _number(value: float | None, digits: int = 2) -> str:
 
 
 def bench_table(result: BenchResult) -> Table:
-    """One row per model and runtime: sizes, latency, throughput, speed-up and MES."""
+    """One row per model, runtime and thread count (* marks the faster count): sizes, latency, throughput, MES."""
     config = result.config
     table = Table(title=f"{result.machine}\nimage {'x'.join(map(str, config.img_size))}, median of "
                         f"{config.repeats} interleaved runs after {config.warmup} warm-up",
                   title_justify="left")
     ref_label = next((row.label for row in result.rows if row.model == result.reference), "reference")
-    for header in ("runtime", "model", "params M", "fused M", "GMACs", f"b{config.batch} ms", "p90 ms",
+    for header in ("runtime", "threads", "model", "params M", "fused M", "GMACs", f"b{config.batch} ms", "p90 ms",
                    f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {ref_label}"):
         table.add_column(header, justify="left" if header in ("runtime", "model") else "right",
                          no_wrap=header in ("runtime", "model"))
     previous = None
     for row in result.rows:
-        if previous is not None and row.runtime != previous:
+        if previous is not None and (row.runtime, row.threads) != previous:
             table.add_section()
-        previous = row.runtime
+        previous = (row.runtime, row.threads)
+        threads = f"{row.threads}" + (" *" if row.fastest_threads else "")
         if row.median_ms is None:
-            table.add_row(row.runtime, row.label, f"{row.params / 1e6:.2f}", f"{row.params_deployed / 1e6:.2f}",
-                          f"{row.macs / 1e9:.3f}", f"[red]{escape(row.error[:60])}[/]", *("",) * 5)
+            table.add_row(row.runtime, threads, row.label, f"{row.params / 1e6:.2f}",
+                          f"{row.params_deployed / 1e6:.2f}", f"{row.macs / 1e9:.3f}", f"[red]{escape(row.error[:60])}[/]", *("",) * 5)
             continue
-        table.add_row(row.runtime, row.label, f"{row.params / 1e6:.2f}", f"{row.params_deployed / 1e6:.2f}",
-                      f"{row.macs / 1e9:.3f}", _number(row.median_ms), _number(row.p90_ms),
+        table.add_row(row.runtime, threads, row.label, f"{row.params / 1e6:.2f}",
+                      f"{row.params_deployed / 1e6:.2f}", f"{row.macs / 1e9:.3f}", _number(row.median_ms), _number(row.p90_ms),
                       _number(row.images_per_s, 1), _number(row.speedup_vs_eager), _number(row.mes, 1),
                       _number(row.mes_vs_reference, 1))
     return table
@@ -58,13 +59,14 @@ def bench_table(result: BenchResult) -> Table:
 def markdown_table(result: BenchResult) -> str:
     """The same table as GitHub markdown (for the README)."""
     config = result.config
-    header = ["runtime", "model", "params (M)", "deployed (M)", "GMACs", f"b{config.batch} ms (p90)",
+    header = ["runtime", "threads", "model", "params (M)", "deployed (M)", "GMACs", f"b{config.batch} ms (p90)",
               f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {result.reference}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows:
         latency = (f"{row.median_ms:.2f} ({row.p90_ms:.2f})" if row.median_ms is not None
                    else f"failed: {row.error}")
-        cells = [row.runtime, row.model, f"{row.params / 1e6:.2f}", f"{row.params_deployed / 1e6:.2f}",
+        cells = [row.runtime, f"{row.threads}" + (" (faster)" if row.fastest_threads else ""), row.model,
+                 f"{row.params / 1e6:.2f}", f"{row.params_deployed / 1e6:.2f}",
                  f"{row.macs / 1e9:.3f}", latency, _number(row.images_per_s, 1), _number(row.speedup_vs_eager),
                  _number(row.mes, 1), _number(row.mes_vs_reference, 1)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -99,7 +101,8 @@ def plot_latency_params(result: BenchResult, path: str | os.PathLike) -> Path | 
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         return None
-    rows = [row for row in result.rows if row.median_ms is not None]
+    # One point per model and runtime: its faster thread count.
+    rows = [row for row in result.rows if row.median_ms is not None and row.fastest_threads is not False]
     if not rows:
         return None
     runtimes = list(dict.fromkeys(row.runtime for row in rows))

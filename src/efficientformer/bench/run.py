@@ -1,10 +1,12 @@
 """`run_bench`: params, MACs, latency, throughput and MES of several models on several runtimes.
 
-For each runtime, every model is prepared (fused, exported, loaded) and then all of them are timed
-together with `time_interleaved`, once at the latency batch and once at the throughput batch, so
-machine noise hits the models of one runtime alike. Runtimes run one after the other: their
-thread pools would disturb each other if their calls were interleaved (onnxruntime's threads keep
-spinning after a call).
+For each runtime and thread count (by default 1 thread and every core, the faster marked per model),
+every model is prepared (fused, exported, loaded through the runtime layer `export.runtimes`) and
+then all of them are timed together with `time_interleaved`, once at the latency batch and once at
+the throughput batch, so machine noise hits the models of one runtime alike. Runtimes run one after
+the other, never interleaved: their thread pools would disturb each other (onnxruntime's workers keep
+spinning after a call). With `isolate` each (runtime, threads) runs in a spawned process of its own
+(bench/measure.py), so not even an idle pool or loaded library of another runtime is around.
 
 Parameters are counted twice. `params` is the model as built (BatchNorms and, for
 EfficientFormerV2, both the classifier and the distillation head; what `efficientformer info`
@@ -16,6 +18,7 @@ are those of one image through the fused model (`models.summary` convention).
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,22 +30,14 @@ import torch
 from torch import nn
 
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
-from efficientformer.bench.runtimes import (
-    DEFAULT_RUNTIMES,
-    RUNTIMES,
-    Preparation,
-    TimedCall,
-    set_threads,
-    unavailable,
-    versions,
-)
-from efficientformer.bench.timing import Timing, time_interleaved
+from efficientformer.bench.runtimes import DEFAULT_RUNTIMES, RUNTIMES, unavailable, versions
+from efficientformer.bench.measure import measure_isolated, measure_runtime
+from efficientformer.bench.timing import Timing
 from efficientformer.factory import create_model, resolve_config
-from efficientformer.models.fuse import fuse
+from efficientformer.models.fuse import APPROXIMATIONS, fuse
 from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
 from efficientformer.models.summary import _count_macs, param_count
 from efficientformer.utils.machine import machine_line
-from efficientformer.utils.progress import progress_bar
 
 DEFAULT_MODELS = ("s0", "s1", "s2", "l", "mobilenetv2_100", "mobilenetv2_140")
 REFERENCE_MODEL = "mobilenetv2_100"
@@ -59,7 +54,12 @@ class BenchConfig:
         batch: the latency batch (1 for MES, which is defined on single-image latency).
         throughput_batch: the batch for images/s; None = use the latency timing.
         img_size: input (height, width).
-        threads: intra-op threads of torch and of each runtime; None = every core.
+        threads: intra-op threads of torch and of each runtime: a count, several counts (each runtime is
+            measured at each, and the faster is marked), or None = (1, every core).
+        isolate: measure each (runtime, threads) in a fresh subprocess, so no other runtime's thread
+            pool, allocator or loaded library is in the process being timed.
+        approximate: opt-in approximations of the fused model (models.fuse.APPROXIMATIONS), applied to
+            every model on every runtime but torch-eager; default none (exact).
         warmup: untimed calls per model before timing (torch.compile compiles in the first).
         repeats: timed rounds at the latency batch.
         throughput_repeats: timed rounds at the throughput batch; None = max(3, repeats // 4).
@@ -73,7 +73,9 @@ class BenchConfig:
     batch: int = 1
     throughput_batch: int | None = 16
     img_size: tuple[int, int] = (224, 224)
-    threads: int | None = None
+    threads: int | tuple[int, ...] | None = None
+    isolate: bool = False
+    approximate: tuple[str, ...] = ()
     warmup: int = 3
     repeats: int = 20
     throughput_repeats: int | None = None
@@ -92,9 +94,27 @@ class BenchConfig:
             raise ValueError(f"BenchConfig.throughput_batch must be >= 1, got {self.throughput_batch!r}")
         if self.warmup < 0:
             raise ValueError(f"BenchConfig.warmup must be >= 0, got {self.warmup!r}")
+        self.thread_counts  # validates
+        unknown = [name for name in self.approximate if name not in APPROXIMATIONS]
+        if unknown:
+            raise ValueError(f"BenchConfig.approximate: unknown {', '.join(unknown)}; "
+                             f"known: {', '.join(APPROXIMATIONS)}")
         for name in self.runtimes or ():
             if name not in RUNTIMES:
                 raise ValueError(f"BenchConfig.runtimes: unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+
+    @property
+    def thread_counts(self) -> tuple[int, ...]:
+        """The thread counts to measure at, in order, without repeats."""
+        if self.threads is None:
+            counts: tuple[int, ...] = (1, os.cpu_count() or 1)
+        elif isinstance(self.threads, int):
+            counts = (self.threads,)
+        else:
+            counts = tuple(self.threads)
+        if not counts or min(counts) < 1:
+            raise ValueError(f"BenchConfig.threads must be positive counts, got {self.threads!r}")
+        return tuple(dict.fromkeys(counts))
 
     @property
     def batches(self) -> tuple[int, ...]:
@@ -111,6 +131,7 @@ class BenchConfig:
         data = dataclasses.asdict(self)
         data["img_size"] = list(self.img_size)
         data["workdir"] = None if self.workdir is None else str(self.workdir)
+        data["threads"] = list(self.thread_counts)
         return data
 
 
@@ -129,13 +150,16 @@ class BenchModel:
 
 @dataclass(frozen=True)
 class BenchRow:
-    """One model on one runtime. Latency at `batch`, throughput at `throughput_batch`; `error` when it failed."""
+    """One model on one runtime at one thread count. Latency at `batch`, throughput at `throughput_batch`;
+    `fastest_threads` marks the thread count with the lowest latency of this model and runtime (None
+    when only one was measured); `error` when it failed."""
 
     model: str
     label: str
     family: str
     runtime: str
     img_size: str
+    threads: int
     params: int
     params_deployed: int
     macs: int
@@ -150,6 +174,7 @@ class BenchRow:
     speedup_vs_eager: float | None = None
     mes: float | None = None
     mes_vs_reference: float | None = None
+    fastest_threads: bool | None = None
     error: str | None = None
 
 
@@ -163,12 +188,12 @@ class BenchResult:
     machine: str
     versions: dict[str, str]
     date: str
-    threads: int
+    threads: tuple[int, ...]
     reference: str | None = None
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"machine": self.machine, "date": self.date, "threads": self.threads, "versions": self.versions,
+        return {"machine": self.machine, "date": self.date, "threads": list(self.threads), "versions": self.versions,
                 "settings": self.config.to_dict(), "reference": self.reference, "skipped": self.skipped,
                 "rows": [dataclasses.asdict(row) for row in self.rows], "timings": self.timings}
 
@@ -223,36 +248,6 @@ def _runtime_names(config: BenchConfig) -> tuple[list[str], dict[str, str]]:
     return [name for name in wanted if name not in skipped], skipped
 
 
-def _prepare(runtime: str, models: list[BenchModel], config: BenchConfig, threads: int, workdir: Path,
-             progress: bool | None) -> tuple[dict[int, dict[str, TimedCall]], dict[str, str]]:
-    """Timed callables per batch and model, and the errors of those that failed to prepare or to run once.
-
-    A failure at one batch (e.g. the throughput batch) leaves the model's other batches measured.
-    """
-    calls: dict[int, dict[str, TimedCall]] = {batch: {} for batch in config.batches}
-    errors: dict[str, str] = {}
-    with progress_bar(disable=None if progress is None else not progress) as bar:
-        task = bar.add_task(f"prepare {runtime}", total=len(models))
-        for model in models:
-            try:
-                loader = RUNTIMES[runtime].prepare(
-                    model.module, Preparation(model.name, config.img_size, threads, workdir))
-            except Exception as error:  # any runtime's export/load error: report it and bench the others
-                errors[model.name] = f"{type(error).__name__}: {error}"
-                bar.advance(task)
-                continue
-            for batch in config.batches:
-                try:
-                    call = loader(batch)
-                    call()  # fail here, not in the middle of the interleaved rounds
-                    calls[batch][model.name] = call
-                except Exception as error:
-                    where = f"batch {batch}: " if len(config.batches) > 1 else ""
-                    errors[model.name] = f"{where}{type(error).__name__}: {error}"
-            bar.advance(task)
-    return calls, errors
-
-
 def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = None,
               on_runtime_done: Callable[[BenchResult], None] | None = None) -> BenchResult:
     """Measure every model of `config` on every runtime; see the module docstring for what is counted.
@@ -262,71 +257,82 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
         on_runtime_done: called after each runtime with the result so far (the runtimes done), e.g. to
             write partial reports during a long run.
     """
-    threads = set_threads(config.threads)
+    previous_threads = torch.get_num_threads()
+    thread_counts = config.thread_counts
     models = build_models(config)
     runtimes, skipped = _runtime_names(config)
     reference = canonical_name(config.reference)
     reference = reference if any(model.name == reference for model in models) else None
-    timings: dict[tuple[str, str, int], Timing] = {}
-    errors: dict[tuple[str, str], str] = {}
+    timings: dict[tuple[str, int, str, int], Timing] = {}
+    errors: dict[tuple[str, int, str], str] = {}
+    done: list[str] = []
 
-    def result(done: list[str]) -> BenchResult:
-        rows = _rows(config, models, done, timings, errors, reference)
-        raw = {f"{runtime}/{name}/b{batch}": timing.to_dict() for (runtime, name, batch), timing in timings.items()}
+    def result(finished: list[str]) -> BenchResult:
+        rows = _rows(config, models, finished, timings, errors, reference)
+        raw = {f"{runtime}/{threads}t/{name}/b{batch}": timing.to_dict()
+               for (runtime, threads, name, batch), timing in timings.items()}
         return BenchResult(config=config, rows=tuple(rows), skipped=skipped, machine=machine_line(),
                            versions=versions(runtimes + list(skipped)), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                           threads=threads, reference=reference, timings=raw)
+                           threads=thread_counts, reference=reference, timings=raw)
 
-    with tempfile.TemporaryDirectory(prefix="efficientformer-bench-") as tmp:
-        workdir = Path(config.workdir) if config.workdir is not None else Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        for index, runtime in enumerate(runtimes):
-            calls, failed = _prepare(runtime, models, config, threads, workdir, progress)
-            errors.update({(runtime, name): message for name, message in failed.items()})
-            for batch in config.batches:
-                if calls[batch]:
-                    measured = time_interleaved(calls[batch], warmup=config.warmup, repeats=config.repeats_for(batch),
-                                                progress=progress, description=f"{runtime} batch {batch}")
-                    timings.update({(runtime, name, batch): timing for name, timing in measured.items()})
-            del calls
-            if on_runtime_done is not None and index < len(runtimes) - 1:
-                on_runtime_done(result(runtimes[:index + 1]))
+    try:
+        with tempfile.TemporaryDirectory(prefix="efficientformer-bench-") as tmp:
+            workdir = Path(config.workdir) if config.workdir is not None else Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            for index, runtime in enumerate(runtimes):
+                for threads in thread_counts:
+                    where = workdir / f"{runtime}_{threads}t"
+                    if config.isolate:
+                        measured, failed = measure_isolated(runtime, config, threads, where, progress)
+                    else:
+                        measured, failed = measure_runtime(runtime, models, config, threads, where, progress)
+                    timings.update({(runtime, threads, name, batch): t for (name, batch), t in measured.items()})
+                    errors.update({(runtime, threads, name): message for name, message in failed.items()})
+                done.append(runtime)
+                if on_runtime_done is not None and index < len(runtimes) - 1:
+                    on_runtime_done(result(done))
+    finally:
+        torch.set_num_threads(previous_threads)
     return result(runtimes)
 
 
 def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],
-          timings: dict[tuple[str, str, int], Timing], errors: dict[tuple[str, str], str], reference: str | None
-          ) -> list[BenchRow]:
+          timings: dict[tuple[str, int, str, int], Timing], errors: dict[tuple[str, int, str], str],
+          reference: str | None) -> list[BenchRow]:
     by_name = {model.name: model for model in models}
     size = "x".join(map(str, config.img_size))
+    counts = config.thread_counts
     rows = []
     for runtime in runtimes:
-        ref_timing = timings.get((runtime, reference, config.batch)) if reference else None
-        relative = (config.mes.relative_to(by_name[reference].params_deployed, ref_timing.median_ms)
-                    if ref_timing is not None else None)
-        for model in models:
-            base = dict(model=model.name, label=model.label, family=model.family, runtime=runtime, img_size=size,
-                        params=model.params, params_deployed=model.params_deployed, macs=model.macs,
-                        batch=config.batch)
-            latency = timings.get((runtime, model.name, config.batch))
-            if latency is None:
-                rows.append(BenchRow(**base, error=errors.get((runtime, model.name), "not measured")))
-                continue
-            throughput_batch = config.batches[-1]
-            throughput = timings.get((runtime, model.name, throughput_batch))
-            eager = timings.get((EAGER, model.name, config.batch))
-            rows.append(BenchRow(
-                **base, median_ms=latency.median_ms, p90_ms=latency.p90_ms, mean_ms=latency.mean_ms,
-                min_ms=latency.min_ms, throughput_batch=throughput_batch,
-                throughput_median_ms=throughput.median_ms if throughput else None,
-                images_per_s=throughput_batch * 1e3 / throughput.median_ms if throughput else None,
-                error=errors.get((runtime, model.name)),
-                speedup_vs_eager=eager.median_ms / latency.median_ms if eager is not None else None,
-                mes=mobile_efficiency_score(model.params_deployed, latency.median_ms, config.mes),
-                mes_vs_reference=(mobile_efficiency_score(model.params_deployed, latency.median_ms, relative)
-                                  if relative is not None else None)))
+        for threads in counts:
+            ref_timing = timings.get((runtime, threads, reference, config.batch)) if reference else None
+            relative = (config.mes.relative_to(by_name[reference].params_deployed, ref_timing.median_ms)
+                        if ref_timing is not None else None)
+            for model in models:
+                base = dict(model=model.name, label=model.label, family=model.family, runtime=runtime, img_size=size,
+                            threads=threads, params=model.params, params_deployed=model.params_deployed,
+                            macs=model.macs, batch=config.batch)
+                latency = timings.get((runtime, threads, model.name, config.batch))
+                if latency is None:
+                    rows.append(BenchRow(**base, error=errors.get((runtime, threads, model.name), "not measured")))
+                    continue
+                throughput_batch = config.batches[-1]
+                throughput = timings.get((runtime, threads, model.name, throughput_batch))
+                eager = timings.get((EAGER, threads, model.name, config.batch))
+                measured = [t.median_ms for n in counts if (t := timings.get((runtime, n, model.name, config.batch)))]
+                rows.append(BenchRow(
+                    **base, median_ms=latency.median_ms, p90_ms=latency.p90_ms, mean_ms=latency.mean_ms,
+                    min_ms=latency.min_ms, throughput_batch=throughput_batch,
+                    throughput_median_ms=throughput.median_ms if throughput else None,
+                    images_per_s=throughput_batch * 1e3 / throughput.median_ms if throughput else None,
+                    error=errors.get((runtime, threads, model.name)),
+                    speedup_vs_eager=eager.median_ms / latency.median_ms if eager is not None else None,
+                    mes=mobile_efficiency_score(model.params_deployed, latency.median_ms, config.mes),
+                    mes_vs_reference=(mobile_efficiency_score(model.params_deployed, latency.median_ms, relative)
+                                      if relative is not None else None),
+                    fastest_threads=latency.median_ms == min(measured) if len(measured) > 1 else None))
     return rows
 
 
 __all__ = ["DEFAULT_MODELS", "REFERENCE_MODEL", "BenchConfig", "BenchModel", "BenchResult", "BenchRow",
-           "build_models", "run_bench"]
+           "build_models", "measure_runtime", "run_bench"]

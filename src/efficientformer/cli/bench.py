@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 from efficientformer.bench.mes import PAPER_MES
@@ -12,6 +13,7 @@ from efficientformer.bench.run import DEFAULT_MODELS, REFERENCE_MODEL, BenchConf
 from efficientformer.bench.runtimes import DEFAULT_RUNTIMES, RUNTIMES
 from efficientformer.cli import console, print_json, warn
 from efficientformer.cli.info import image_size
+from efficientformer.models.fuse import APPROXIMATIONS
 
 HELP = ("Time models on runtimes (torch, onnxruntime, executorch, openvino): params, MACs, latency, "
         "throughput, MES vs MobileNetV2; writes bench.csv/json/png.")
@@ -34,6 +36,19 @@ def _batches(text: str) -> tuple[int, ...]:
     return values
 
 
+def _thread_counts(text: str) -> tuple[int, ...]:
+    counts = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            counts.append(os.cpu_count() or 1 if part == "all" else int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected thread counts like 1,2 or 'all', got {text!r}") from None
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
+    return tuple(counts)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=_names, default=DEFAULT_MODELS,
                         help=f"comma-separated registry names, aliases, config JSON files or "
@@ -44,7 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=_batches, default=(1, 16),
                         help="latency batch and optional throughput batch, LATENCY[,THROUGHPUT] (default 1,16)")
     parser.add_argument("--img-size", type=image_size, default=(224, 224), help="input size N or HxW (default 224)")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: every core)")
+    parser.add_argument("--threads", type=_thread_counts, default=None,
+                        help="intra-op threads: N, a list N,M or 'all' (default 1,all: each runtime at 1 thread "
+                             "and at every core, the faster marked *)")
+    parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure each runtime and thread count in a fresh subprocess (default on)")
+    parser.add_argument("--approximate", type=_names, default=(),
+                        help=f"opt-in approximations of the fused models, comma-separated from "
+                             f"{','.join(APPROXIMATIONS)} (default none: exact)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per model first (default 3)")
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds at the latency batch (default 20)")
     parser.add_argument("--throughput-repeats", type=int, default=None,
@@ -66,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     config = BenchConfig(
         models=args.models, runtimes=args.runtimes, batch=args.batch[0],
         throughput_batch=args.batch[-1] if len(args.batch) > 1 else None, img_size=args.img_size,
-        threads=args.threads, warmup=args.warmup, repeats=args.repeats, throughput_repeats=args.throughput_repeats,
+        threads=args.threads, isolate=args.isolate, approximate=args.approximate, warmup=args.warmup, repeats=args.repeats, throughput_repeats=args.throughput_repeats,
         reference=args.reference,
         mes=dataclasses.replace(PAPER_MES, latency_unit_ms=args.latency_unit_ms, params_unit=args.params_unit),
         workdir=args.output / "exports" if args.keep_exports else None)

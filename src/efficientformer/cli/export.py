@@ -14,11 +14,13 @@ from efficientformer.export import (
     DEFAULT_CALIB_COUNT, FORMATS, CalibrationWarning, ExportResult, Int8Export, Int8Report, ParityError, ParityReport,
     export_model,
 )
+from efficientformer.models.fuse import APPROXIMATIONS
 from efficientformer.predict import prepare_model
 
 PRECISIONS = ("f32", "bf16", "fp16")
 PRECISION_FORMATS = ("openvino", "coreml")
 HELP = "Export a model (fused, for inference) to a deployment format and check its logits against PyTorch."
+APPROXIMATE_FORMATS = ("onnx", "openvino")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--atol", type=float, default=None, help="parity tolerance on the largest absolute logit "
                                                                  "difference (default 1e-4 for fp32, 0.25 for "
                                                                  "bf16/fp16)")
+    parser.add_argument("--approximate", default=None, choices=sorted(APPROXIMATIONS),
+                        help="opt-in approximation for speed (onnx, openvino; off by default: the export is exact); "
+                             "its logit error and top-1 agreement against exact eager are printed")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -125,6 +130,11 @@ def run(args: argparse.Namespace) -> int:
         if args.format not in PRECISION_FORMATS:
             raise ValueError(f"--precision applies to --format {' and '.join(PRECISION_FORMATS)}, not {args.format}")
         options["precision"] = args.precision
+    if args.approximate is not None:
+        if args.format not in APPROXIMATE_FORMATS or args.int8:
+            raise ValueError(f"--approximate applies to fp32 --format {' and '.join(APPROXIMATE_FORMATS)}, "
+                             f"not {args.format}{' --int8' if args.int8 else ''}")
+        options["approximate"] = (args.approximate,)
     if args.int8 and args.calib is None:
         warn("no --calib given: calibrating int8 on the 4 built-in parity images; pass a folder of real images")
     if args.calib is not None and not args.int8:

@@ -145,9 +145,13 @@ def capture(module: nn.Module, img_size: tuple[int, int], dynamic_batch: bool = 
         if max_batch < 2:
             raise ValueError(f"max_batch must be >= 2 for a dynamic batch, got {max_batch}")
         example = torch.zeros(2, 3, height, width)  # (B, 3, H, W): torch.export specialises a size-1 dim
-        dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=max_batch)},)
-    else:
-        example, dynamic_shapes = torch.zeros(1, 3, height, width), None
+        return capture_example(module, example, ({0: torch.export.Dim("batch", min=1, max=max_batch)},))
+    return capture_example(module, torch.zeros(1, 3, height, width))
+
+
+def capture_example(module: nn.Module, example: torch.Tensor, dynamic_shapes: Any = None
+                    ) -> torch.export.ExportedProgram:
+    """`torch.export` of an inference module at `example`'s shape (any input: images or feature maps)."""
     with quiet_executorch():
         return torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes)
 
@@ -300,5 +304,5 @@ def check_executorch_parity(model: nn.Module, path: str | os.PathLike, *, atol: 
                         runtime=f"executorch {executorch_version()} ({BACKEND})", batch_size=batch_size, path=str(path))
 
 
-__all__ = ["DEFAULT_ATOL", "DEFAULT_MAX_BATCH", "ExecutorchExport", "ExecutorchRunner", "check_executorch_parity",
-           "export_executorch", "load_runner"]
+__all__ = ["DEFAULT_ATOL", "DEFAULT_MAX_BATCH", "ExecutorchExport", "ExecutorchRunner", "capture", "capture_example",
+           "check_executorch_parity", "export_executorch", "load_runner", "lower_to_xnnpack", "partition"]

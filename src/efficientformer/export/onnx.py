@@ -91,12 +91,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple
     # Batch 2 for a dynamic batch: torch.export specialises dimensions of size 1.
     example = torch.zeros(2 if dynamic_batch else 1, 3, height, width)  # (B, 3, H, W)
     dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
-    with quiet_exporter():
-        program = torch.onnx.export(fused, (example,), dynamo=True, verbose=False, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=[output_name],
-                                    dynamic_shapes=dynamic_shapes)
-    proto = program.model_proto
-    applied = rewrite_for_onnxruntime(proto) if rewrite else {}
+    applied: dict[str, int] = {}
+    proto = onnx_proto(fused, example, dynamic_shapes=dynamic_shapes, opset=opset, input_name=INPUT_NAME,
+                       output_name=output_name, rewrite=rewrite, applied=applied)
     applied.update({name: 1 for name in approximate})
     data = proto.SerializeToString()
     with atomic_write(path) as handle:
@@ -106,6 +103,33 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple
     return OnnxExport(path=path, opset=opset_used, ir_version=proto.ir_version, input_name=INPUT_NAME,
                       output_name=output_name, input_shape=shape, num_bytes=len(data),
                       rewrites=tuple(name for name, count in applied.items() if count))
+
+
+def onnx_proto(fused: nn.Module, example: torch.Tensor, *, dynamic_shapes: Any = None, opset: int | None = None,
+               input_name: str = "x", output_name: str | None = None, rewrite: bool = True,
+               applied: dict[str, int] | None = None) -> Any:
+    """The ONNX ModelProto of an inference module traced at `example` (torch's dynamo exporter + our rewrites).
+
+    The one path from a module to ONNX: `export_onnx` (whole networks on images) and the runtime layer
+    (export/runtimes.py: networks and single blocks on feature maps) both use it.
+
+    Args:
+        fused: the module to export as it is (fuse it first); float32 on the CPU.
+        example: the input; its shape is the graph's, except the dimensions in `dynamic_shapes`.
+        rewrite: apply export/onnx_rewrites.py; `applied` (if given) receives nodes rewritten per rewrite.
+    """
+    require("onnx", EXTRA)
+    require("onnxscript", EXTRA)
+    with quiet_exporter():
+        program = torch.onnx.export(fused, (example,), dynamo=True, verbose=False, opset_version=opset,
+                                    input_names=[input_name],
+                                    output_names=None if output_name is None else [output_name],
+                                    dynamic_shapes=dynamic_shapes)
+    proto = program.model_proto
+    counts = rewrite_for_onnxruntime(proto) if rewrite else {}
+    if applied is not None:
+        applied.update(counts)
+    return proto
 
 
 def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None) -> Any:
@@ -162,4 +186,5 @@ def check_onnx_parity(model: nn.Module, path: str | os.PathLike, *, atol: float 
                         batch_size=static_batch, path=str(path))
 
 
-__all__ = ["DEFAULT_ATOL", "DEFAULT_OPSET", "OnnxExport", "check_onnx_parity", "export_onnx", "onnxruntime_session"]
+__all__ = ["DEFAULT_ATOL", "DEFAULT_OPSET", "OnnxExport", "check_onnx_parity", "export_onnx", "onnx_proto",
+           "onnxruntime_session"]

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 DENSE_MAX_TOKENS = 64  # grids up to 8x8 (256 px inputs) use the dense matrix
+# Equal for an output size > 1, which a x2 upsample always has.
+HALF_PIXEL_MODES = ("half_pixel", "pytorch_half_pixel")
 
 
 def bilinear_matrix(size: int, scale: int = 2) -> np.ndarray:
@@ -90,7 +92,7 @@ def resize_as_matmul(model: Any) -> int:
         replacement = None
         if (node.op_type == "Resize" and node.domain in ("", "ai.onnx")
                 and _attribute(node, "mode", "nearest") == "linear"
-                and _attribute(node, "coordinate_transformation_mode", "half_pixel") in ("half_pixel", "pytorch_half_pixel")
+                and _attribute(node, "coordinate_transformation_mode", "half_pixel") in HALF_PIXEL_MODES
                 and not _attribute(node, "antialias", 0)):
             shape = _static_shape(shapes, node.input[0])
             scales = _constant(graph, node.input[2]) if len(node.input) > 2 else None

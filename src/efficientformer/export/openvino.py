@@ -111,7 +111,7 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, img_size: int | t
         precision: "f32" (default, exact), "bf16" or "fp16" (see the module docstring).
         approximate: opt-in approximations of `fuse` (models.fuse.APPROXIMATIONS); default none.
     """
-    ov = require("openvino", EXTRA)
+    require("openvino", EXTRA)
     _check_precision(precision)
     path = Path(path)
     if path.suffix != ".xml":
@@ -124,24 +124,10 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, img_size: int | t
     fused = fuse(model, approximate=approximate).to(device="cpu", dtype=torch.float32)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
     # Batch 2 for a dynamic batch: torch.export specialises dimensions of size 1.
-    example = torch.zeros(2 if dynamic_batch else 1, 3, height, width)  # (B, 3, H, W)
-    dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
-    # OpenVINO does not carry the static image size over from the program: give the input shape.
-    shape = ov.PartialShape([-1 if dynamic_batch else 1, 3, height, width])
-    with quiet_exporter():
-        program = torch.export.export(fused, (example,), dynamic_shapes=dynamic_shapes)
-        ov_model = ov.convert_model(program, input=[(shape, ov.Type.f32)])
-    ov_model.inputs[0].get_tensor().set_names({INPUT_NAME})
-    ov_model.outputs[0].get_tensor().set_names({output_name})
+    ov_model = convert_program(fused, torch.zeros(2 if dynamic_batch else 1, 3, height, width),
+                               dynamic_batch=dynamic_batch, input_name=INPUT_NAME, output_name=output_name)
     ov_model.set_rt_info(precision, _RT_INFO_PRECISION)
-    weights_path = path.with_suffix(".bin")
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
-    try:
-        ov.save_model(ov_model, str(staging / path.name), compress_to_fp16=precision == "fp16")
-        os.replace(staging / weights_path.name, weights_path)
-        os.replace(staging / path.name, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    weights_path = save_ir(ov_model, path, compress_to_fp16=precision == "fp16")
     return OpenVinoExport(path=path, weights_path=weights_path, precision=precision, input_name=INPUT_NAME,
                           output_name=output_name,
                           input_shape=(BATCH_DIM if dynamic_batch else 1, 3, height, width),
@@ -157,6 +143,44 @@ def read_precision(ov_model: Any, path: str | os.PathLike) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"{path}: rt_info efficientformer/precision is {precision!r}, not one of {', '.join(PRECISIONS)}")
     return precision
+
+
+def convert_program(fused: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = False,
+                    input_name: str = INPUT_NAME, output_name: str = "logits") -> Any:
+    """An inference module traced by `torch.export` at `example` and converted to an `openvino.Model`.
+
+    The one path from a module to OpenVINO: `export_openvino` (networks on images) and the runtime
+    layer (export/runtimes.py: networks and single blocks) use it. `dynamic_batch` makes dimension 0
+    symbolic (the example's batch must then be >= 2); every other dimension is the example's.
+    """
+    ov = require("openvino", EXTRA)
+    dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
+    # OpenVINO does not carry the static sizes over from the program: give the input shape.
+    shape = ov.PartialShape([-1 if dynamic_batch else example.shape[0], *example.shape[1:]])
+    with quiet_exporter():
+        program = torch.export.export(fused, (example,), dynamic_shapes=dynamic_shapes)
+        ov_model = ov.convert_model(program, input=[(shape, ov.Type.f32)])
+    ov_model.inputs[0].get_tensor().set_names({input_name})
+    ov_model.outputs[0].get_tensor().set_names({output_name})
+    return ov_model
+
+
+def save_ir(ov_model: Any, path: str | os.PathLike, compress_to_fp16: bool = False) -> Path:
+    """Write `path` (.xml) and its .bin so that a reader never finds an .xml without its weights; returns the .bin.
+
+    Both files are written into a temporary folder beside `path` and moved into place, the .xml last.
+    """
+    ov = require("openvino", EXTRA)
+    path = Path(path)
+    weights_path = path.with_suffix(".bin")
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
+    try:
+        ov.save_model(ov_model, str(staging / path.name), compress_to_fp16=compress_to_fp16)
+        os.replace(staging / weights_path.name, weights_path)
+        os.replace(staging / path.name, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return weights_path
 
 
 def compile_openvino(path: str | os.PathLike, precision: str | None = None,
@@ -241,4 +265,5 @@ def check_openvino_parity(model: nn.Module, path: str | os.PathLike, *, atol: fl
 
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_PRECISION", "PRECISIONS", "OpenVinoExport", "check_openvino_parity",
-           "compile_openvino", "export_openvino", "load_runner", "openvino_version", "read_precision"]
+           "compile_openvino", "convert_program", "export_openvino", "load_runner", "openvino_version",
+           "read_precision", "save_ir"]

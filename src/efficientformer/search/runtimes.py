@@ -9,28 +9,23 @@ latencies go through the same path:
   to the next block, so a channels-last entry timed alone does not pay the layout conversions it
   pays inside a network, and the sum missed whole-network latency by 10-19% on the tiny space
   (NCHW: within 3%);
-- `onnxruntime`: the fused module exported by torch's dynamo exporter (the project's ONNX path,
-  `export.onnx.DEFAULT_OPSET`) with a static batch-1 input, run by `export.onnx.onnxruntime_session`
-  (CPU provider, sequential execution) with `threads` intra-op threads. `export.onnx.export_onnx` is not used
-  here because it takes 3-channel images only; entries take feature maps.
+- `onnxruntime`: the fused module through `export.runtimes.prepare`, the runtime layer bench uses
+  too: the project's ONNX path (`export.onnx.onnx_proto`, with its exact rewrites) at the entry's
+  static input shape, run by `export.onnx.onnxruntime_session` with `threads` intra-op threads.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from efficientformer.export.common import quiet_exporter
-from efficientformer.export.onnx import DEFAULT_OPSET, onnxruntime_session
 from efficientformer.export.parity import require
-from efficientformer.models.fuse import fuse
+from efficientformer.export.runtimes import prepare
 
 RUNTIMES = ("torch-eager", "torch-fused", "onnxruntime")
 # "cpu" is the calling thread's CPU time. With one intra-op thread all of torch's and onnxruntime's
@@ -62,37 +57,19 @@ def runtime_versions(runtime: str) -> dict[str, str]:
     return versions
 
 
-def _onnx_runner(fused: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], object]:
-    require("onnxscript", "onnx")
-    with tempfile.TemporaryDirectory(prefix="efficientformer-lut-") as directory:
-        path = Path(directory) / "entry.onnx"
-        with quiet_exporter(), warnings.catch_warnings():  # entries export hundreds of times: no warnings at all
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(fused, (example,), dynamo=True, verbose=False, opset_version=DEFAULT_OPSET,
-                                        input_names=["x"])
-        path.write_bytes(program.model_proto.SerializeToString())
-        session = onnxruntime_session(path, num_threads=threads)  # the session keeps the model in memory
-    feed = {session.get_inputs()[0].name: example.numpy()}
-    return lambda: session.run(None, feed)
-
-
 def make_runner(module: nn.Module, example: torch.Tensor, runtime: str, threads: int | None = None
                 ) -> Callable[[], object]:
-    """A callable that runs `module` on `example` once on `runtime` (module must be in eval mode)."""
-    if runtime == "torch-eager":
-        prepared = module.eval()
-    elif runtime in ("torch-fused", "onnxruntime"):
-        prepared = fuse(module)
-    else:
+    """A callable that runs `module` on `example` once on `runtime` (module must be in eval mode).
+
+    Built by the project's one runtime layer (`export.runtimes.prepare`), as bench's runtimes are.
+    """
+    if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if runtime == "onnxruntime":
-        return _onnx_runner(prepared, example, threads or torch.get_num_threads())
-
-    def run() -> object:
-        with torch.inference_mode():
-            return prepared(example)
-
-    return run
+        require("onnxscript", "onnx")
+    with warnings.catch_warnings():  # entries export hundreds of times: no warnings at all
+        warnings.simplefilter("ignore")
+        return prepare(module, example, runtime, threads=threads or torch.get_num_threads())
 
 
 __all__ = ["CLOCKS", "RUNTIMES", "clock_function", "make_runner", "runtime_versions"]

@@ -1,0 +1,113 @@
+"""The one runtime layer: given a module and an example input, run it on a runtime as a zero-argument callable.
+
+`bench` (whole networks), the latency table (single blocks on feature maps) and the exporters go
+through the same lowering, so a time measured anywhere in the project is a time of the graph a
+user deploys:
+
+| runtime       | what `prepare` builds                                                                 |
+|---------------|---------------------------------------------------------------------------------------|
+| torch-eager   | the module as given, eval mode, under `torch.inference_mode()`                        |
+| torch-fused   | `fuse(module)` (NCHW, or channels-last with `channels_last=True`)                     |
+| torch-compile | the fused module under `torch.compile` (inductor, weight freezing); compiles on call 1  |
+| onnxruntime   | the fused module via `onnx_proto` (export/onnx.py, with its exact rewrites), CPU session |
+| executorch    | the fused module lowered to one XNNPACK program (export/executorch.py), its runtime    |
+| openvino      | the fused module converted by `convert_program` (export/openvino.py), f32 CPU plugin    |
+
+Every runtime gets the example's exact shape (static shapes: what a phone app runs, and the fastest
+files; a larger batch is another call with another example). `threads` sets the runtime's intra-op
+threads (torch's are process-wide: `torch.set_num_threads`, set by the caller). Exported files go to
+`workdir` when given (kept), else to a temporary directory removed once the runtime holds the model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from efficientformer.models.fuse import fuse
+
+TimedCall = Callable[[], object]
+
+RUNTIMES = ("torch-eager", "torch-fused", "torch-compile", "onnxruntime", "executorch", "openvino")
+EXPORTED = ("onnxruntime", "executorch", "openvino")
+
+
+def _torch_call(module: nn.Module, example: torch.Tensor) -> TimedCall:
+    def call() -> object:
+        with torch.inference_mode():
+            return module(example)
+    return call
+
+
+def _array_call(run: Callable[[np.ndarray], object], example: torch.Tensor) -> TimedCall:
+    array = np.ascontiguousarray(example.detach().cpu().numpy(), dtype=np.float32)
+    return lambda: run(array)
+
+
+def _onnxruntime(fused: nn.Module, example: torch.Tensor, threads: int | None, directory: Path, stem: str) -> TimedCall:
+    from efficientformer.export.onnx import onnx_proto, onnxruntime_session
+
+    path = directory / f"{stem}.onnx"
+    path.write_bytes(onnx_proto(fused, example).SerializeToString())
+    session = onnxruntime_session(path, num_threads=threads)  # holds the model: the file may go
+    name = session.get_inputs()[0].name
+    return _array_call(lambda array: session.run(None, {name: array}), example)
+
+
+def _executorch(fused: nn.Module, example: torch.Tensor, threads: int | None, directory: Path, stem: str) -> TimedCall:
+    from efficientformer.export import executorch as et
+
+    data, _ = et.lower_to_xnnpack(et.capture_example(fused, example), (example.shape[0],) * 2)
+    path = directory / f"{stem}.pte"
+    path.write_bytes(data)
+    runner = et.load_runner(path, num_threads=threads)  # the loaded program keeps its data
+    return _array_call(runner, example)
+
+
+def _openvino(fused: nn.Module, example: torch.Tensor, threads: int | None, directory: Path, stem: str) -> TimedCall:
+    from efficientformer.export import openvino as ov_export
+
+    path = directory / f"{stem}.xml"
+    ov_export.save_ir(ov_export.convert_program(fused, example), path)
+    return _array_call(ov_export.load_runner(path, num_threads=threads), example)
+
+
+_LOWER = {"onnxruntime": _onnxruntime, "executorch": _executorch, "openvino": _openvino}
+
+
+def prepare(module: nn.Module, example: torch.Tensor, runtime: str, *, threads: int | None = None,
+            workdir: str | Path | None = None, name: str = "module", channels_last: bool = False,
+            approximate: tuple[str, ...] = ()) -> TimedCall:
+    """A zero-argument callable running `module` on `example` once on `runtime` (see the module table).
+
+    Args:
+        module: an eval-mode module whose parts expose `.fuse()` where they fold (any module works).
+        example: the input, on the CPU for the exported runtimes; its shape is the one compiled for.
+        threads: intra-op threads of the runtime; None = the runtime's default.
+        workdir: keep exported files here (named after `name`); None = a temporary directory.
+        channels_last: torch-fused/torch-compile only: channels-last weights and input.
+        approximate: opt-in approximations of `fuse` (models.fuse.APPROXIMATIONS); default exact.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    if runtime == "torch-eager":
+        return _torch_call(module.eval(), example)
+    if runtime in ("torch-fused", "torch-compile"):
+        fused = fuse(module, channels_last=channels_last, compile=runtime == "torch-compile", approximate=approximate)
+        return _torch_call(fused, example.contiguous(memory_format=torch.channels_last) if channels_last else example)
+    fused = fuse(module, approximate=approximate).to(device="cpu", dtype=torch.float32)
+    example = example.detach().to(device="cpu", dtype=torch.float32)
+    if workdir is not None:
+        directory = Path(workdir)
+        directory.mkdir(parents=True, exist_ok=True)
+        return _LOWER[runtime](fused, example, threads, directory, name)
+    with tempfile.TemporaryDirectory(prefix="efficientformer-runtime-") as temporary:
+        return _LOWER[runtime](fused, example, threads, Path(temporary), name)
+
+
+__all__ = ["EXPORTED", "RUNTIMES", "TimedCall", "prepare"]
