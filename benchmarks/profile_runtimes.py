@@ -75,10 +75,12 @@ def profile_onnxruntime(models: dict[str, torch.nn.Module], threads: int, workdi
     for name, model in models.items():
         path = workdir / f"{name}.onnx"
         export_onnx(model, path, img_size=IMG_SIZE, dynamic_batch=False)
-        scopes = {}
+        scopes = {}  # node name and output names of the exported graph -> the module scopes of its node
         for node in onnx.load(str(path)).graph.node:
             meta = {p.key: p.value for p in node.metadata_props}
-            scopes[node.name] = json.loads(meta.get("pkg.torch.onnx.name_scopes", "[]").replace("'", '"'))
+            scope = json.loads(meta.get("pkg.torch.onnx.name_scopes", "[]").replace("'", '"'))
+            for key in (node.name, *node.output):
+                scopes[key] = scope
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
@@ -113,7 +115,10 @@ def profile_onnxruntime(models: dict[str, torch.nn.Module], threads: int, workdi
             node_name = event["name"][: -len("_kernel_time")]
             ms = event["dur"] / 1000.0 / RUNS
             types[event["args"].get("op_name", "?")] += ms
-            blocks[_block_of(scopes[node_name]) if node_name in scopes else "(runtime)"] += ms
+            # onnxruntime renames the nodes it replaces: "conv2d_3_nchwc" for the node writing "conv2d_3".
+            candidates = (node_name, node_name.removesuffix("_nchwc"), node_name.split("/")[-1])
+            scope = next((scopes[c] for c in candidates if c in scopes), None)
+            blocks["(added by onnxruntime)" if scope is None else _block_of(scope)] += ms
         by_type[name], by_block[name] = dict(types), dict(blocks)
     _table("onnxruntime: nodes of the optimized graph (ORT_ENABLE_ALL)", nodes, "nodes")
     _table(f"onnxruntime: kernel time by op type, ms per run ({threads} threads, profiler on)", by_type, "ms")
