@@ -176,11 +176,20 @@ def test_cpu_clock_needs_one_thread():
 
 
 @pytest.mark.export
-def test_onnxruntime_entry(tmp_path):
-    pytest.importorskip("onnxruntime", reason="onnxruntime is optional: pip install 'efficientformer[onnx]'")
-    pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
-    entries = [e for e in space_entries(TINY_SPACE) if e.kind == "ffn"][:1]
-    table = build_lut(TINY_SPACE, "onnxruntime", path=tmp_path / "ort.json", entries=entries, **FAST)
-    assert set(table.entries) == {e.key for e in entries}
-    assert table.header["versions"]["onnxruntime"] != "not installed"
+@pytest.mark.parametrize("runtime, package", [("onnxruntime", "onnxruntime"), ("executorch", "executorch.runtime"),
+                                              ("openvino", "openvino")])
+def test_exported_runtime_entries_build_and_resume(runtime, package, tmp_path):
+    pytest.importorskip(package, reason=f"{runtime} is optional")
+    if runtime == "onnxruntime":
+        pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
+    wanted = [next(e for e in space_entries(TINY_SPACE) if e.kind == kind) for kind in ("ffn", "attn")]
+    path = tmp_path / f"{runtime}.json"
+    first = build_lut(TINY_SPACE, runtime, path=path, entries=wanted[:1], threads=1, clock="cpu", **FAST)
+    assert set(first.entries) == {wanted[0].key}
+    measured = []
+    table = build_lut(TINY_SPACE, runtime, path=path, entries=wanted, threads=1, clock="cpu",
+                      on_measured=measured.extend, **FAST)
+    assert [e.key for e in measured] == [wanted[1].key]  # the finished entry was not measured again
+    assert table.entries[wanted[0].key] == first.entries[wanted[0].key]
+    assert table.header["runtime"] == runtime and table.header["versions"][runtime] != "not installed"
     assert all(v["median_ms"] > 0 for v in table.entries.values())

@@ -11,7 +11,11 @@ latencies go through the same path:
   (NCHW: within 3%);
 - `onnxruntime`: the fused module through `export.runtimes.prepare`, the runtime layer bench uses
   too: the project's ONNX path (`export.onnx.onnx_proto`, with its exact rewrites) at the entry's
-  static input shape, run by `export.onnx.onnxruntime_session` with `threads` intra-op threads.
+  static input shape, run by `export.onnx.onnxruntime_session` with `threads` intra-op threads;
+- `executorch`, `openvino`: the same layer: each entry lowered alone to one XNNPACK program / an f32
+  OpenVINO IR at its static input shape, run on ExecuTorch's runtime / the CPU plugin. Lowering an
+  entry costs seconds (ExecuTorch most), so a paper-space table takes longer to build than on
+  onnxruntime.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from torch import nn
 from efficientformer.export.parity import require
 from efficientformer.export.runtimes import prepare
 
-RUNTIMES = ("torch-eager", "torch-fused", "onnxruntime")
-# "cpu" is the calling thread's CPU time. With one intra-op thread all of torch's and onnxruntime's
-# work runs on the calling thread, so it equals the wall time of an idle machine, while on a shared,
+RUNTIMES = ("torch-eager", "torch-fused", "onnxruntime", "executorch", "openvino")
+# Distributions whose versions determine a runtime's speed (recorded in a table's header).
+PACKAGES = {"onnxruntime": ("onnxruntime", "onnx", "onnxscript"), "executorch": ("executorch",),
+            "openvino": ("openvino",)}
+# "cpu" is the calling thread's CPU time. With one intra-op thread all of torch's, onnxruntime's,
+# XNNPACK's (ExecuTorch) and OpenVINO's synchronous-inference work runs on the calling thread, so it equals the wall time of an idle machine, while on a shared,
 # loaded machine it leaves out the time other processes hold the core (wall time then inflates long
 # calls more than short ones and breaks additivity). "wall" is perf_counter.
 CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
@@ -48,12 +55,11 @@ def clock_function(clock: str, threads: int) -> Callable[[], float]:
 def runtime_versions(runtime: str) -> dict[str, str]:
     """Package versions that determine `runtime`'s speed."""
     versions = {"torch": torch.__version__}
-    if runtime == "onnxruntime":
-        for package in ("onnxruntime", "onnx", "onnxscript"):
-            try:
-                versions[package] = importlib.metadata.version(package)
-            except importlib.metadata.PackageNotFoundError:
-                versions[package] = "not installed"
+    for package in PACKAGES.get(runtime, ()):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
     return versions
 
 
@@ -67,6 +73,8 @@ def make_runner(module: nn.Module, example: torch.Tensor, runtime: str, threads:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if runtime == "onnxruntime":
         require("onnxscript", "onnx")
+    elif runtime in PACKAGES:
+        require(PACKAGES[runtime][0], runtime)
     with warnings.catch_warnings():  # entries export hundreds of times: no warnings at all
         warnings.simplefilter("ignore")
         return prepare(module, example, runtime, threads=threads or torch.get_num_threads())
