@@ -80,9 +80,22 @@ def create_model(name_or_config: str | os.PathLike | ModelConfig, *, pretrained:
         head = checkpoint.state_dict.get("head.weight")
         skip_head = head is None and config.num_classes > 0 or head is not None and head.shape[0] != config.num_classes
         load_checkpoint(model, checkpoint, strict=True, skip_head=skip_head)
+    model.pretrained_cfg = pretrained_cfg(model)
     if device is not None:
         model = model.to(device)
     return model
+
+
+def pretrained_cfg(model: EfficientFormerV2) -> dict:
+    """timm's `model.pretrained_cfg` (what `timm.data.resolve_model_data_config(model)` reads): the data config
+    plus the weight tag, class count, classifier and first-conv names."""
+    if model.features_only:
+        heads, num_classes = None, 0
+    else:
+        heads = ("head", "head_dist") if model.head_dist is not None else "head"
+        num_classes = model.num_classes
+    return {**data_config(model).to_dict(), "tag": getattr(model, "pretrained_tag", None), "num_classes": num_classes,
+            "classifier": heads, "first_conv": "stem.conv1.conv", "fixed_input_size": False}
 
 
 def _weights_path(pretrained: str | os.PathLike | bool, config: ModelConfig) -> Path:
@@ -162,6 +175,8 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
     backbone = {} if checkpoint.out_indices is None else {"out_indices": checkpoint.out_indices}
     net = EfficientFormerV2(_config_of(checkpoint, model), features_only=checkpoint.features_only, **backbone)
     load_checkpoint(net, checkpoint, strict=True)
+    net.pretrained_tag = None
+    net.pretrained_cfg = pretrained_cfg(net)
     if device is not None:
         net = net.to(device)
     return net.eval()
@@ -192,4 +207,4 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
 
 
 __all__ = ["HEAD_PREFIXES", "convert_checkpoint", "create_model", "data_config", "infer_config", "load_model",
-           "resolve_config"]
+           "pretrained_cfg", "resolve_config"]

@@ -92,3 +92,19 @@ def test_torch_hub_loads_from_a_checkout_without_network():
     assert backbone.config.name == "efficientformerv2_s1" and backbone.features_only
     with pytest.raises(RuntimeError, match="Cannot find callable s9"):
         torch.hub.load(str(REPO), "s9", source="local")
+
+
+def test_feature_info_has_timms_accessors_and_pretrained_cfg_its_keys(tiny_config, tmp_path):
+    backbone = efficientformer.create_model(tiny_config, features_only=True, out_indices=(1, 3))
+    assert backbone.feature_info.channels() == [tiny_config.widths[1], tiny_config.widths[3]]
+    assert backbone.feature_info.reduction() == [8, 32]
+    assert backbone.feature_info.module_name() == ["stages.1", "stages.3"]
+    assert backbone.feature_info[0] == {"num_chs": tiny_config.widths[1], "reduction": 8, "module": "stages.1"}
+    model = efficientformer.create_model(tiny_config)
+    cfg = model.pretrained_cfg
+    assert {k: cfg[k] for k in ("input_size", "crop_pct", "interpolation", "num_classes", "classifier")} == {
+        "input_size": (3, 64, 64), "crop_pct": 0.875, "interpolation": "bicubic", "num_classes": 10,
+        "classifier": ("head", "head_dist")}
+    reloaded = efficientformer.load_model(efficientformer.save_checkpoint(model, tmp_path / "m.safetensors"))
+    assert reloaded.pretrained_cfg == cfg
+    assert backbone.pretrained_cfg["classifier"] is None and backbone.pretrained_cfg["num_classes"] == 0

@@ -28,6 +28,19 @@ def _stage_indices(indices: Sequence[int], num_stages: int, what: str) -> tuple[
     return tuple(normalised)
 
 
+class FeatureInfo(list):
+    """A list of {'num_chs', 'reduction', 'module'} dicts with timm's FeatureInfo accessors (mmpretrain uses them)."""
+
+    def channels(self) -> list[int]:
+        return [info["num_chs"] for info in self]
+
+    def reduction(self) -> list[int]:
+        return [info["reduction"] for info in self]
+
+    def module_name(self) -> list[str]:
+        return [info["module"] for info in self]
+
+
 class Stage(nn.Module):
     """An optional downsample (identity for stage 1) followed by the stage's blocks.
 
@@ -112,8 +125,8 @@ class EfficientFormerV2(nn.Module):
                 block_index += 1
             stages.append(Stage(downsample, blocks))
         self.stages = nn.Sequential(*stages[:num_built])
-        self.feature_info = [{"num_chs": widths[i], "reduction": STAGE_STRIDES[i], "module": f"stages.{i}"}
-                             for i in (self.out_indices if features_only else range(NUM_STAGES))]
+        self.feature_info = FeatureInfo({"num_chs": widths[i], "reduction": STAGE_STRIDES[i], "module": f"stages.{i}"}
+                                        for i in (self.out_indices if features_only else range(NUM_STAGES)))
         self.num_features = widths[num_built - 1]
         if not features_only:
             self.norm = nn.BatchNorm2d(widths[-1])
