@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -152,3 +153,33 @@ def test_search_on_an_image_folder(tmp_path):
     assert all(0.0 <= row["accuracy"] <= 100.0 for row in summary["rows"] if row["accuracy"] is not None)
     with pytest.raises(ValueError, match="classes"):
         run_search(SearchJob(output=str(tmp_path / "run2"), supernet=str(supernet), lut=str(lut.path)))
+
+
+def test_target_model_sets_the_budget_measured_in_the_same_run(tmp_path, capsys):
+    # A real (tiny) table: the target's latency is measured on the table's runtime and clock, so the
+    # entries must be real timings too.
+    supernet = save_supernet(Supernet(MICRO_SPACE), tmp_path / "sn.safetensors")
+    lut = build_lut(MICRO_SPACE, "torch-fused", path=tmp_path / "lut.json", warmup=1, repeats=3, progress=False,
+                    threads=1, clock="cpu")
+    middle = MICRO_SPACE.max_config().replace(name="middle")
+    middle = MICRO_SPACE.make_config([s if i < 3 else dataclasses.replace(s, width=24)
+                                      for i, s in enumerate(middle.stages)], name="middle")
+    target_file = tmp_path / "middle.json"
+    target_file.write_text(middle.to_json())
+    output = tmp_path / "run"
+    code = main(["search", "--supernet", str(supernet), "--lut", str(lut.path), "--output", str(output),
+                 "--target", str(target_file), "--eval-images", "10", "--calib-images", "8", "--threads", "1"])
+    summary = json.loads((output / "summary.json").read_text())
+    target = summary["target"]
+    assert target["model"] == "middle" and target["params"] == ParamCounter()(middle)
+    assert summary["targets"] == {"latency_ms": target["measured_latency_ms"], "params": target["params"]}
+    assert target["found_measured_ms"] > 0 and target["target_measured_ms"] > 0
+    assert code == (0 if summary["targets_met"] else 1)  # the exit code follows the (predicted) targets
+    found = next(row for row in summary["rows"] if row["name"] == "found")
+    assert found["params"] <= target["params"] and found["measured_ms"] == target["found_measured_ms"]
+    assert any(row["name"] == "middle (target)" for row in summary["rows"])
+    printed = capsys.readouterr().out
+    assert "measured on torch-fused: found" in printed and "middle" in printed
+    with pytest.raises(ValueError, match="--target 'resnet50' cannot be built"):
+        run_search(SearchJob(output=str(tmp_path / "bad"), supernet=str(supernet), lut=str(lut.path),
+                             target="resnet50"))

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="training images (BN recalibration; supernet training); "
                                                      "default: the embedded digits")
     parser.add_argument("--val-data", default=None, help="held-out images (default: the split held out of --data)")
+    parser.add_argument("--target", default=None,
+                        help="budget = this model's latency and params, measured on the LUT's runtime in this run: "
+                             "mobilenetv2_100, mobilenetv2_140, s0, a config JSON or a checkpoint")
     parser.add_argument("--target-latency-ms", type=float, default=None, help="latency budget (ms, on the LUT)")
     parser.add_argument("--target-params", type=parse_count, default=None, help="parameter budget, e.g. 3.5M")
     parser.add_argument("--relative-latency", type=float, default=job.relative_latency,
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                        params_alpha=args.mes_params_alpha, latency_alpha=args.mes_latency_alpha)
     job = SearchJob(output=args.output, supernet=args.supernet, lut=args.lut, data=args.data, val_data=args.val_data,
                     space=args.space, img_size=args.img_size, supernet_epochs=args.epochs,
-                    target_latency_ms=args.target_latency_ms, target_params=args.target_params,
+                    target=args.target, target_latency_ms=args.target_latency_ms, target_params=args.target_params,
                     relative_latency=args.relative_latency, relative_params=args.relative_params, mes=mes,
                     mes_relative=args.mes_relative, eval_images=args.eval_images, calib_images=args.calib_images,
                     runtime=args.runtime, threads=args.threads, clock=args.clock, max_steps=args.max_steps,
@@ -79,16 +82,23 @@ def run(args: argparse.Namespace) -> int:
     targets = summary["targets"]
     view = Table(title=f"search on the {summary['space']} space: {summary['steps']} steps, {summary['stop_reason']}",
                  title_justify="left")
-    for column in ("network", "params", "latency (ms)", "MES", "accuracy (%)"):
+    for column in ("network", "params", "predicted ms", "measured ms", "MES", "accuracy (%)"):
         view.add_column(column, justify="left" if column == "network" else "right")
     for row in summary["rows"]:
         accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.2f}"
-        view.add_row(row["name"], f"{row['params']:,}", f"{row['latency_ms']:.3f}", f"{row['mes']:.1f}", accuracy)
+        measured = "-" if row.get("measured_ms") is None else f"{row['measured_ms']:.3f}"
+        predicted = "-" if "(measured)" in row["name"] or "(target)" in row["name"] else f"{row['latency_ms']:.3f}"
+        view.add_row(row["name"], f"{row['params']:,}", predicted, measured, f"{row['mes']:.1f}", accuracy)
     console.print(view)
     latency = "-" if targets["latency_ms"] is None else f"{targets['latency_ms']:.3f} ms"
     params = "-" if targets["params"] is None else f"{targets['params']:,.0f}"
     console.print(f"targets: latency {latency}, params {params} -> {'met' if summary['targets_met'] else 'NOT met'}",
                   highlight=False)
+    if summary.get("target"):
+        target = summary["target"]
+        console.print(f"measured on {summary['lut_runtime']}: found {target['found_measured_ms']:.3f} ms vs "
+                      f"{target['model']} {target['target_measured_ms']:.3f} ms, params {target['params']:,} -> "
+                      f"{'met' if target['measured_met'] else 'NOT met'}", highlight=False)
     console.print(f"found architecture: {summary['found']}\ntrajectory: {summary['trajectory']}\n"
                   f"pareto plot: {summary['pareto']}\ntrain it: efficientformer train --model {summary['found']}",
                   highlight=False, soft_wrap=True)

@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
 from efficientformer.models.config import ModelConfig
-from efficientformer.models.mobilenetv2 import create_mobilenetv2
+from efficientformer.factory import create_model, resolve_config
+from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
 from efficientformer.models.registry import get as get_config
 from efficientformer.search.lut import LatencyTable, ParamCounter, build_lut
 from efficientformer.search.lut_validate import calibrate_overhead, calibration_configs, measure_modules
@@ -64,7 +66,11 @@ class SearchJob:
         supernet: a `save_supernet` file; None trains one on `data` (`space`, `supernet_epochs`, `img_size`).
         lut: a latency table built for the supernet's space (classes, resolution); None builds one.
         data, val_data: training images (BN recalibration) and held-out images; None = embedded digits.
-        target_latency_ms, target_params: the budget; both None = `relative_*` of the largest subnet.
+        target: a model whose latency and parameters are the budget: mobilenetv2_100/_140, a registry
+            name or alias (s0), a ModelConfig JSON or one of our checkpoints; built at the space's
+            resolution and class count and measured on the table's runtime, threads and clock in this run.
+        target_latency_ms, target_params: an explicit budget (each overrides the `target`'s); all None =
+            `relative_*` of the largest subnet.
         mes: MES constants; `mes_relative` makes the reference subnet score exactly `mes.score`.
         eval_images, calib_images: held-out images per accuracy, training images per BN recalibration.
         threads: torch threads for the whole run (training, evaluation, the table). 1 by default: on a
@@ -81,6 +87,7 @@ class SearchJob:
     space: str = "tiny"
     img_size: int = 64
     supernet_epochs: int = 6
+    target: str | None = None
     target_latency_ms: float | None = None
     target_params: float | None = None
     relative_latency: float = 0.5
@@ -173,6 +180,31 @@ def _table(job: SearchJob, space: SearchSpace, out: Path) -> LatencyTable:
     return table
 
 
+def _target_module(name: str, space: SearchSpace) -> tuple[str, nn.Module]:
+    """(display name, eval-mode module) of a `--target`, at the space's resolution and class count."""
+    classes = space.base.num_classes
+    if name in WIDTH_MULTIPLIERS:
+        return name, create_mobilenetv2(name, num_classes=classes).eval()
+    try:
+        config = resolve_config(name)
+    except (KeyError, ValueError, OSError) as error:
+        raise ValueError(f"--target {name!r} cannot be built: {error}; give mobilenetv2_100, mobilenetv2_140, a "
+                         f"registry name (s0), a ModelConfig JSON or a checkpoint") from None
+    config = config.replace(img_size=space.base.img_size, num_classes=classes)
+    return config.name, create_model(config).eval()
+
+
+def target_budget(name: str, table: LatencyTable, space: SearchSpace) -> tuple[str, float, int]:
+    """(model name, measured latency ms, parameters) of the target model on the table's runtime and settings."""
+    label, module = _target_module(name, space)
+    example = torch.randn(1, space.base.in_chans, *space.base.img_size)
+    try:
+        latency = measure_modules(table, {label: (module, example)}, progress=False)[label][0]
+    except Exception as error:  # any runtime's export or load error
+        raise ValueError(f"--target {name!r} cannot run on {table.runtime}: {type(error).__name__}: {error}") from None
+    return label, latency, sum(p.numel() for p in module.parameters())
+
+
 def _references(space: SearchSpace, table: LatencyTable, accuracy_of, params_of, mes: MESConstants) -> list[Reference]:
     """The reference subnet and the published variants in the space (scored), MobileNetV2 x1.0 (latency only)."""
     configs = [reference_config(space)]
@@ -230,7 +262,12 @@ def _run(job: SearchJob) -> dict[str, Any]:
         mes = mes.relative_to(params_of(reference), table.predict(reference))
     largest = space.max_config()
     target_latency, target_params = job.target_latency_ms, job.target_params
-    if target_latency is None and target_params is None:
+    target = None
+    if job.target is not None:
+        target = target_budget(job.target, table, space)
+        target_latency = target[1] if target_latency is None else target_latency
+        target_params = target[2] if target_params is None else target_params
+    elif target_latency is None and target_params is None:
         target_latency = job.relative_latency * table.predict(largest)
         target_params = job.relative_params * params_of(largest)
     fingerprint = {"supernet": _sha256(supernet_path), "lut": {"runtime": table.runtime, "entries": len(table.entries),
@@ -241,7 +278,8 @@ def _run(job: SearchJob) -> dict[str, Any]:
                   target_params=target_params, mes=mes, max_steps=job.max_steps,
                   state_path=out / "search_state.json", fingerprint=json.loads(json.dumps(fingerprint, default=str)))
     accuracy_of.cache.update(result.accuracies)  # the references need no second evaluation after a resume
-    return _write_outputs(job, out, space, table, result, accuracy_of, params_of, mes, target_latency, target_params)
+    return _write_outputs(job, out, space, table, result, accuracy_of, params_of, mes, target_latency, target_params,
+                          target)
 
 
 def _row(name: str, step_or_ref) -> dict[str, Any]:
@@ -249,11 +287,28 @@ def _row(name: str, step_or_ref) -> dict[str, Any]:
             "accuracy": step_or_ref.accuracy}
 
 
+def _measured(table: LatencyTable, space: SearchSpace, found: ModelConfig, target: str | None) -> dict[str, float]:
+    """Measured end-to-end latency (ms) of the found network, the reference and the target, in one session."""
+    reference = reference_config(space)
+    modules = {"found": create_model(found), reference.name: create_model(reference)}
+    if target is not None:
+        label, module = _target_module(target, space)
+        modules[f"{label} (target)"] = module
+    example = torch.randn(1, space.base.in_chans, *space.base.img_size)
+    measured = measure_modules(table, {name: (m, example) for name, m in modules.items()}, progress=False)
+    return {name: median for name, (median, _) in measured.items()}
+
+
 def _write_outputs(job: SearchJob, out: Path, space: SearchSpace, table: LatencyTable, result: SlimResult,
-                   accuracy_of, params_of, mes: MESConstants, target_latency, target_params) -> dict[str, Any]:
+                   accuracy_of, params_of, mes: MESConstants, target_latency, target_params,
+                   target: tuple[str, float, int] | None = None) -> dict[str, Any]:
     found: Step = result.found
     write_trajectory_csv(result.steps, out / "trajectory.csv")
     references = _references(space, table, accuracy_of, params_of, mes)
+    measured = _measured(table, space, found.config, job.target)
+    if target is not None:
+        references.append(Reference(f"{target[0]} (target)", target[1], target[2],
+                                    mobile_efficiency_score(target[2], target[1], mes)))
     found_path = write_found(space.name, found, out, extra={
         "lut_runtime": table.runtime, "lut_clock": table.header.get("clock"), "targets_met": result.targets_met,
         "target_latency_ms": target_latency, "target_params": target_params})
@@ -265,10 +320,17 @@ def _write_outputs(job: SearchJob, out: Path, space: SearchSpace, table: Latency
         "found": str(found_path), "targets_met": result.targets_met, "stop_reason": result.stop_reason,
         "steps": len(result.steps) - 1, "evaluations_this_run": result.evaluations,
         "targets": {"latency_ms": target_latency, "params": target_params}, "mes": dataclasses.asdict(mes),
-        "rows": [_row("found", found), _row("largest (start)", result.steps[0])]
-                + [_row(r.name, r) for r in references],
+        "rows": [{**row, "measured_ms": measured.get(row["name"], row["latency_ms"] if "measured" in row["name"]
+                                                      or "(target)" in row["name"] else None)}
+                 for row in [_row("found", found), _row("largest (start)", result.steps[0])]
+                 + [_row(r.name, r) for r in references]],
+        "target": None if target is None else {
+            "model": target[0], "measured_latency_ms": target[1], "params": target[2],
+            # Measured in the same session as the found network (not the table's prediction).
+            "found_measured_ms": measured["found"], "target_measured_ms": measured[f"{target[0]} (target)"],
+            "measured_met": measured["found"] <= measured[f"{target[0]} (target)"] and found.params <= target[2]},
         "trajectory": str(out / "trajectory.csv"), "pareto": None if png is None else str(png),
-        "lut": str(table.path) if table.path else None, "space": space.name,
+        "lut": str(table.path) if table.path else None, "lut_runtime": table.runtime, "space": space.name,
     }
     with atomic_write(out / "summary.json") as handle:
         handle.write(json.dumps(summary, indent=2, default=str).encode())
