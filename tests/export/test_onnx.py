@@ -170,3 +170,16 @@ def test_cli_exits_1_with_the_numbers_when_parity_fails(tiny_checkpoint, tmp_pat
     captured = capsys.readouterr()
     assert "parity failed" in captured.err and "max abs diff" in captured.err and str(output) in captured.err
     assert "FAIL" in captured.out and "top-1 agreement" in captured.out
+
+
+def test_parity_images_use_the_weights_eval_crop():
+    from efficientformer.export.parity import eval_crop_pct
+    from efficientformer.weights.zoo import WEIGHTS
+
+    model = efficientformer.create_model("efficientformerv2_test")
+    assert eval_crop_pct(model) == 0.875  # random weights: the default
+    tag = next(tag for tag, entry in WEIGHTS.items() if entry.crop_pct != 0.875)
+    model.pretrained_tag = tag  # what create_model(pretrained=tag) records
+    assert eval_crop_pct(model) == WEIGHTS[tag].crop_pct
+    assert eval_crop_pct(create_mobilenetv2("mobilenetv2_100")) == 0.875
+    assert not torch.equal(parity_images(64, crop_pct=0.95), parity_images(64))

@@ -40,7 +40,9 @@ import torch
 from torch import nn
 
 from efficientformer.export.common import export_image_size, quiet_exporter
-from efficientformer.export.parity import ParityReport, ParityUnavailable, check_parity, parity_images, require
+from efficientformer.export.parity import (
+    ParityReport, ParityUnavailable, check_parity, eval_crop_pct, parity_images, require,
+)
 from efficientformer.models.fuse import fuse
 
 EXTRA = "coreml"
@@ -301,7 +303,7 @@ def check_coreml_parity(model: nn.Module, path: str | os.PathLike, *, atol: floa
                                 "run `efficientformer export --format coreml` on a Mac for parity")
     batch_size = None if info.dynamic_batch else int(info.input_shape[0])
     if images is None:
-        images = parity_images(tuple(info.input_shape[2:]))
+        images = parity_images(tuple(info.input_shape[2:]), crop_pct=eval_crop_pct(model))
         if batch_size is not None and len(images) % batch_size:
             images = images[:len(images) - len(images) % batch_size]
     return check_parity(model, load_runner(path), images, atol=PRECISIONS[info.precision] if atol is None else atol,

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from efficientformer.export.common import export_image_size
-from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
+from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images, require
 from efficientformer.models.fuse import fuse
 from efficientformer.utils import atomic_write
 
@@ -293,7 +293,7 @@ def check_executorch_parity(model: nn.Module, path: str | os.PathLike, *, atol: 
     """
     runner = load_runner(path)
     if images is None:
-        images = parity_images(runner.input_shape[2:])
+        images = parity_images(runner.input_shape[2:], crop_pct=eval_crop_pct(model))
     low, high = runner.batch_range
     sizes = [size for size in range(min(high, len(images)), low - 1, -1) if len(images) % size == 0]
     if not sizes:

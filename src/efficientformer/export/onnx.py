@@ -24,7 +24,7 @@ from torch import nn
 
 from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.onnx_rewrites import rewrite_for_onnxruntime
-from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
+from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images, require
 from efficientformer.models.fuse import fuse
 from efficientformer.utils import atomic_write
 
@@ -175,7 +175,7 @@ def check_onnx_parity(model: nn.Module, path: str | os.PathLike, *, atol: float 
     if images is None:
         if not (isinstance(height, int) and isinstance(width, int)):
             raise ValueError(f"{path} has a dynamic image size {model_input.shape}: pass the parity images")
-        images = parity_images((height, width))
+        images = parity_images((height, width), crop_pct=eval_crop_pct(model))
         if static_batch is not None and len(images) % static_batch:
             images = images[:len(images) - len(images) % static_batch]
 

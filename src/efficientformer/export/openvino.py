@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from efficientformer.export.common import export_image_size, quiet_exporter
-from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
+from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images, require
 from efficientformer.models.fuse import fuse
 from efficientformer.utils.signals import preserved_signal_stack
 
@@ -255,7 +255,7 @@ def check_openvino_parity(model: nn.Module, path: str | os.PathLike, *, atol: fl
     if images is None:
         if height is None or width is None:
             raise ValueError(f"{path} has a dynamic image size {partial}: pass the parity images")
-        images = parity_images((height, width))
+        images = parity_images((height, width), crop_pct=eval_crop_pct(model))
         if batch_dim is not None and len(images) % batch_dim:
             images = images[:len(images) - len(images) % batch_dim]
     used = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # an openvino Type: "f32", "bf16"

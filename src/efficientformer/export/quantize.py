@@ -44,7 +44,9 @@ from efficientformer.data.preprocess import DEFAULT_CROP_PCT, eval_transform, lo
 from efficientformer.export import executorch as et
 from efficientformer.export import onnx as onnx_export
 from efficientformer.export.common import export_image_size
-from efficientformer.export.parity import ParityError, ParityReport, compare_outputs, eager_outputs, parity_images, require
+from efficientformer.export.parity import (
+    ParityError, ParityReport, compare_outputs, eager_outputs, eval_crop_pct, parity_images, require,
+)
 from efficientformer.utils import atomic_write
 
 DEFAULT_CALIB_COUNT = 64
@@ -216,7 +218,7 @@ def _finish(model: nn.Module, path: Path, format: str, artifact: Any, fp32_path:
             tolerance: dict[str, float]) -> Int8Export:
     """Check the int8 file against fp32 eager, time both files, raise ParityError over tolerance."""
     fp32_run, int8_run = runners
-    images = parity_images(img_size)
+    images = parity_images(img_size, crop_pct=eval_crop_pct(model))
     report = check_int8(model, int8_run, images, format=format, runtime=runtime, path=str(path), **tolerance)
     latency = interleaved_latency_ms({"fp32": fp32_run, "int8": int8_run}, images[:1].numpy())
     result = Int8Export(path=path, format=format, artifact=artifact, calib_source=calib[1],

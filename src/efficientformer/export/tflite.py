@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from efficientformer.export.common import export_image_size, quiet_exporter
-from efficientformer.export.parity import ParityReport, check_parity, parity_images, require
+from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images, require
 from efficientformer.models.fuse import fuse
 from efficientformer.utils import atomic_write
 
@@ -178,7 +178,7 @@ def check_tflite_parity(model: nn.Module, path: str | os.PathLike, *, atol: floa
     if images is None:
         interpreter = _interpreter(path, None)
         _, _, height, width = (int(v) for v in interpreter.get_input_details()[0]["shape"])
-        images = parity_images((height, width))
+        images = parity_images((height, width), crop_pct=eval_crop_pct(model))
     return check_parity(model, run, images, atol=atol, format="tflite", runtime=runtime_version(), path=str(path))
 
 
