@@ -9,8 +9,11 @@ from rich.table import Table
 from efficientformer.cli import console, err_console, print_json
 from efficientformer.search.lut import build_lut
 from efficientformer.search.lut_validate import (
+    TOLERANCE,
+    accuracy_report,
     calibrate_overhead,
     calibration_configs,
+    share_line,
     summary_line,
     validate_lut,
     validation_configs,
@@ -42,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validate", action="store_true",
                         help="measure S0/S1/S2/L (when in the space) and random subnets end to end")
     parser.add_argument("--random", type=int, default=4, metavar="N", help="random subnets in --validate")
+    parser.add_argument("--worst", type=int, default=5, metavar="N",
+                        help="in --validate, list the N networks with the largest |error|")
     parser.add_argument("--json", action="store_true", help="print the validation as JSON")
 
 
@@ -63,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.validate:
         return 0
     rows = validate_lut(table, validation_configs(space, args.random), with_entries=args.additivity)
+    report = accuracy_report(rows, TOLERANCE, worst=args.worst)
     if args.json:
-        print_json({"lut": output, "rows": [r.to_dict() for r in rows], "overhead_ms": table.overhead_ms})
+        print_json({"lut": output, "rows": [r.to_dict() for r in rows], "overhead_ms": table.overhead_ms,
+                    "accuracy": report})
         return 0
     view = Table(title=f"{table.header['machine']} | {table.runtime} | {args.img_size} px | batch 1", title_justify="left")
     columns = ["network", "sum of entries (ms)", "predicted (ms)", "measured median (ms)", "p90 (ms)", "error"]
@@ -80,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
         view.add_row(*cells)
     console.print(view)
     console.print(f"prediction: {summary_line(rows)}; overhead {table.overhead_ms:+.3f} ms per network", highlight=False)
+    console.print(f"accuracy: {share_line(report)}", highlight=False)
+    if report["worst"]:
+        worst = Table(title=f"worst {len(report['worst'])} networks by |error|", title_justify="left")
+        for column in ("network", "predicted (ms)", "measured (ms)", "error"):
+            worst.add_column(column, justify="left" if column == "network" else "right")
+        for item in report["worst"]:
+            worst.add_row(item["name"], f"{item['predicted_ms']:.3f}", f"{item['measured_ms']:.3f}",
+                          f"{100 * item['error']:+.1f}%")
+        console.print(worst)
     if args.additivity:
         console.print(f"entries re-timed among the networks: {summary_line(rows, additivity=True)} (many interleaved "
                       f"callables evict each other's caches, which inflates short entries)", highlight=False)

@@ -2,6 +2,7 @@
 
     rows = validate_lut(table, validation_configs(space))      # S0/S1/S2/L when in the space + random subnets
     calibrate_overhead(table, calibration_configs(space))      # fit the per-network constant, then save
+    accuracy_report(rows)                                      # share within +-10%, the worst networks
 
 Whole networks are built with `create_model(config)` and run through the same runtime path and
 the same harness (`bench.timing`, batch 1, the table's warm-up/repeats and threads) as the
@@ -37,6 +38,7 @@ from efficientformer.search.space import SearchSpace
 PUBLISHED = ("efficientformerv2_s0", "efficientformerv2_s1", "efficientformerv2_s2", "efficientformerv2_l")
 VALIDATION_SEED = 0
 CALIBRATION_SEED = 1000
+TOLERANCE = 0.10  # issue 15's accuracy target: predicted within +-10% of measured
 
 
 @dataclass(frozen=True)
@@ -180,5 +182,38 @@ def summary_line(rows: Sequence[ValidationRow], additivity: bool = False) -> str
             f"{len(rows)} networks")
 
 
+def within_tolerance(row: ValidationRow, tolerance: float = TOLERANCE) -> bool:
+    """Whether `row`'s prediction is within +-`tolerance` of its measured latency (the boundary counts as within).
+
+    1e-9 of slack absorbs the float rounding of (predicted - measured) / measured, so a prediction
+    of exactly 110% of the measurement (1.1 / 1.0 gives 0.10000000000000009) is within 10%.
+    """
+    return abs(row.error) <= tolerance + 1e-9
+
+
+def accuracy_report(rows: Sequence[ValidationRow], tolerance: float = TOLERANCE, worst: int = 5) -> dict:
+    """The issue-15 accuracy figures: share of networks within +-tolerance, error statistics, the worst networks.
+
+    `worst` rows are sorted by |error|, largest first (name, predicted, measured, error).
+    """
+    if not rows:
+        raise ValueError("accuracy_report needs at least one validated network")
+    errors = [row.error for row in rows]
+    within = sum(within_tolerance(row, tolerance) for row in rows)
+    ranked = sorted(rows, key=lambda row: abs(row.error), reverse=True)[:max(worst, 0)]
+    return {"tolerance": tolerance, "networks": len(rows), "within": within, "share_within": within / len(rows),
+            "mean_error": statistics.fmean(errors), "mean_abs_error": statistics.fmean(abs(e) for e in errors),
+            "max_abs_error": max(abs(e) for e in errors),
+            "worst": [{"name": row.name, "predicted_ms": row.predicted_ms, "measured_ms": row.measured_ms,
+                       "error": row.error} for row in ranked]}
+
+
+def share_line(report: dict) -> str:
+    """'17 of 24 networks (70.8%) within +-10% of their measured latency; mean error +6.6%'."""
+    return (f"{report['within']} of {report['networks']} networks ({100 * report['share_within']:.1f}%) within "
+            f"+-{100 * report['tolerance']:g}% of their measured latency; mean error {100 * report['mean_error']:+.1f}%")
+
+
 __all__ = ["CALIBRATION_SEED", "PUBLISHED", "VALIDATION_SEED", "ValidationRow", "calibrate_overhead",
-           "calibration_configs", "measure_modules", "measure_networks", "measure_with_entries", "summary_line", "validate_lut", "validation_configs"]
+           "calibration_configs", "measure_modules", "measure_networks", "measure_with_entries", "summary_line", "validate_lut", "validation_configs",
+           "TOLERANCE", "accuracy_report", "share_line", "within_tolerance"]
