@@ -3,6 +3,8 @@
 A state file is a plain dict of tensors and Python scalars written with `torch.save` through
 `atomic_write` and read back with `weights_only=True`. Files are `state_e{epoch}_s{step}.pt` in the
 run directory; `latest_state` finds the newest complete one, `prune_states` keeps the last K.
+`TrainingState` names what a run saves, once, so that what is written and what is restored cannot
+drift apart.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -95,6 +97,57 @@ def load_state(path: str | os.PathLike) -> tuple[Position, dict[str, Any]]:
     return Position(**data.pop("position")), data
 
 
+class Stateful(Protocol):
+    """Anything with torch's state-dict pair: modules, optimisers, gradient scalers."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any], /) -> Any: ...
+
+
+class TrainingState:
+    """The resumable part of a run: the state dicts of its stateful parts plus a few plain values.
+
+        state = TrainingState({"model": model, "optimizer": optimizer, "ema": None}, best={"top1": -1.0})
+        position = state.load(path)        # restores every part, the values and the RNG states
+        state.values["best"] = {...}       # plain values are read and updated through `values`
+        state.save(run_dir, position)      # writes the same names back
+
+    Args:
+        parts: name -> object with `state_dict` / `load_state_dict`; None entries (a run without EMA
+            or without a gradient scaler) are left out of the file and not expected in it.
+        values: name -> initial value of a plain entry (tensors, numbers, strings, lists and dicts of them).
+    """
+
+    def __init__(self, parts: dict[str, Stateful | None], **values: Any) -> None:
+        self.parts = {name: part for name, part in parts.items() if part is not None}
+        self.values = values
+
+    def payload(self) -> dict[str, Any]:
+        """What a state file holds besides the RNG states and the position."""
+        return {**{name: part.state_dict() for name, part in self.parts.items()}, **self.values}
+
+    def restore(self, payload: dict[str, Any], source: str | os.PathLike = "the training state") -> None:
+        """Load every part and value from `payload` (as `load_state` returns it)."""
+        missing = [name for name in (*self.parts, *self.values) if name not in payload]
+        if missing:
+            raise ValueError(f"{source} has no {', '.join(map(repr, missing))} entry: it was saved by a run "
+                             f"configured differently (e.g. without EMA or fp16), so it cannot resume this one")
+        for name, part in self.parts.items():
+            part.load_state_dict(payload[name])
+        for name in self.values:
+            self.values[name] = payload[name]
+
+    def save(self, run_dir: str | os.PathLike, position: Position) -> Path:
+        return save_state(run_dir, position, self.payload())
+
+    def load(self, path: str | os.PathLike) -> Position:
+        """Restore the parts, the values and the RNG states from a state file; returns its position."""
+        position, payload = load_state(path)
+        self.restore(payload, source=path)
+        return position
+
+
 def list_states(run_dir: str | os.PathLike) -> list[Path]:
     """State files of a run, oldest first."""
     run_dir = Path(run_dir)
@@ -115,5 +168,5 @@ def prune_states(run_dir: str | os.PathLike, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
-__all__ = ["Position", "check_run_dir", "latest_state", "list_states", "load_state", "prune_states", "rng_state",
-           "save_state", "set_rng_state", "state_path"]
+__all__ = ["Position", "Stateful", "TrainingState", "check_run_dir", "latest_state", "list_states", "load_state",
+           "prune_states", "rng_state", "save_state", "set_rng_state", "state_path"]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from efficientformer.factory import load_model
+from efficientformer.train.recipes import TrainRecipe
 
 
 class _ExportedTeacher(nn.Module):
@@ -62,4 +63,24 @@ def load_teacher(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     return teacher
 
 
-__all__ = ["load_teacher"]
+def recipe_teacher(recipe: TrainRecipe, path: str | os.PathLike | None, model: nn.Module,
+                   device: torch.device | str = "cpu") -> nn.Module | None:
+    """The teacher `recipe` distils from (None when it does not distil); `model` is switched to distilled training.
+
+    Raises:
+        ValueError: the recipe distils but no teacher file is given, or `model` has no distillation head.
+    """
+    if recipe.distillation == "none":
+        return None
+    if path is None:
+        raise ValueError(f"recipe {recipe.name!r} uses {recipe.distillation} distillation: pass a teacher "
+                         f"file (--teacher) or turn it off (--set distillation=none)")
+    if not model.config.distillation:
+        raise ValueError(f"{model.config.name} has no distillation head; build it with distillation=True "
+                         f"or turn distillation off")
+    teacher = load_teacher(path, device)
+    model.set_distilled_training(True)
+    return teacher
+
+
+__all__ = ["load_teacher", "recipe_teacher"]
