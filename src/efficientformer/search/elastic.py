@@ -14,7 +14,7 @@ with the sliced tensors copied in (the protocol of timm's `reparameterize_model`
 
 `make_elastic(module)` turns a built plain network into an elastic one in place, leaves first, by
 switching each module's class to its elastic subclass (they add no parameters; the same idiom as
-train.distributed.convert_sync_batchnorm). The supernet is built that way, so it has exactly the
+layers.sync_batchnorm.convert_sync_batchnorm). The supernet is built that way, so it has exactly the
 initialisation of the plain max-config model.
 
 Batch norm (a choice; SPEC 5.3): one BN per layer at the largest width, *sliced* like the convs,
@@ -39,10 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from efficientformer.layers import LayerScale2d
+from efficientformer.layers.sync_batchnorm import SyncBatchNormFunction
 from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
 from efficientformer.models.config import StageConfig
 from efficientformer.models.efficientformer_v2 import Stage
-from efficientformer.train.distributed import SyncBatchNormFunction
 
 
 def tensors_of(module: nn.Module) -> dict[str, torch.Tensor]:

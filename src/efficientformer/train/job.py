@@ -34,8 +34,9 @@ from efficientformer.data.seeding import MIXUP_STREAM, sample_generator
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from efficientformer.factory import create_model
 from efficientformer.train.datasets import DEFAULT_VAL_SPLIT, EVAL_CROP_PCT, run_datasets
+from efficientformer.layers.sync_batchnorm import convert_sync_batchnorm
 from efficientformer.train.distributed import (DistInfo, all_reduce_min, all_reduce_sum, barrier, cleanup,
-                                               convert_sync_batchnorm, gather_strings, init_distributed)
+                                               gather_strings, init_distributed)
 from efficientformer.train.ema import ModelEma
 from efficientformer.train.loop import EvalResult, StepContext, evaluate, train_steps
 from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
