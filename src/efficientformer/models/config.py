@@ -12,6 +12,17 @@ from typing import Any
 
 NUM_STAGES = 4
 STAGE_STRIDES = (4, 8, 16, 32)
+# The architecture rules every builder of a network or of its parts follows (the model, the latency
+# table's entries, input-size checks): MHSA exists in stages 3-4 only; stage 3's is stride attention
+# (halve the 1/16 grid, upsample back); the dual-path attention downsample (`down_attn`) sits before stage 4.
+ATTENTION_STAGES = (2, 3)
+STRIDE_ATTENTION_STAGE = 2
+ATTENTION_DOWNSAMPLE_STAGE = 3
+
+
+def attention_stride(stage_index: int) -> int:
+    """Stride of the MHSA in stage `stage_index` (0-based): 2 in stage 3 (stride attention), else 1."""
+    return 2 if stage_index == STRIDE_ATTENTION_STAGE else 1
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,30 @@ class StageConfig:
     def hidden_width(self, index: int) -> int:
         """FFN hidden channels of block `index`."""
         return int(self.width * self.mlp_ratios[index])
+
+
+@dataclass(frozen=True)
+class DownsampleLayout:
+    """The 3x3 stride-2 downsample before stage `stage` (1-3): channels, input grid, attention path or not."""
+
+    stage: int
+    in_width: int
+    out_width: int
+    grid: tuple[int, int]
+    attention: bool
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """Block `index` of stage `stage`: width, FFN hidden channels, token grid, and MHSA (with its stride) or not."""
+
+    stage: int
+    index: int
+    width: int
+    hidden: int
+    grid: tuple[int, int]
+    attention: bool
+    stride: int
 
 
 @dataclass(frozen=True)
@@ -98,8 +133,8 @@ class ModelConfig:
         object.__setattr__(self, "img_size", size)
         if len(stages) != NUM_STAGES:
             raise ValueError(f"ModelConfig.stages must have {NUM_STAGES} entries, got {len(stages)}")
-        for index in (0, 1):
-            if stages[index].num_attn:
+        for index in range(NUM_STAGES):
+            if index not in ATTENTION_STAGES and stages[index].num_attn:
                 raise ValueError(f"ModelConfig.stages[{index}].num_attn must be 0: attention exists only in "
                                  f"stages 3 and 4 (indices 2, 3)")
         if len(size) != 2 or min(size) < 1:
@@ -127,6 +162,25 @@ class ModelConfig:
     def stage_grids(self) -> tuple[tuple[int, int], ...]:
         """Token grid (rows, cols) of each stage: each stride-2 layer maps n to ceil(n/2)."""
         return tuple((math.ceil(self.img_size[0] / s), math.ceil(self.img_size[1] / s)) for s in STAGE_STRIDES)
+
+    def has_attention_downsample(self, stage_index: int) -> bool:
+        """Whether the downsample before stage `stage_index` has the dual-path attention (before stage 4, `down_attn`)."""
+        return stage_index == ATTENTION_DOWNSAMPLE_STAGE and self.down_attn
+
+    def downsample_layout(self, stage_index: int) -> DownsampleLayout | None:
+        """The downsample before stage `stage_index` (None for stage 1, which follows the stem)."""
+        if stage_index == 0:
+            return None
+        widths = self.widths
+        return DownsampleLayout(stage_index, widths[stage_index - 1], widths[stage_index],
+                                self.stage_grids[stage_index - 1], self.has_attention_downsample(stage_index))
+
+    def block_layouts(self, stage_index: int) -> tuple[BlockLayout, ...]:
+        """Every block of stage `stage_index`, in order (the last `num_attn` carry MHSA)."""
+        stage, grid = self.stages[stage_index], self.stage_grids[stage_index]
+        return tuple(BlockLayout(stage_index, index, stage.width, stage.hidden_width(index), grid,
+                                 stage.is_attention_block(index), attention_stride(stage_index))
+                     for index in range(stage.depth))
 
     def replace(self, **overrides: Any) -> ModelConfig:
         """A copy with some fields changed (validated again)."""
@@ -192,10 +246,11 @@ def check_input_size(config: ModelConfig, size: tuple[int, int], what: str = "in
     stage 3 the 1/16 grid ceil(H/16) x ceil(W/16) must be even: H mod 32 in {0} or [17, 31], same for W.
     Without it every size works.
     """
-    if config.stages[2].num_attn == 0:
+    if config.stages[STRIDE_ATTENTION_STAGE].num_attn == 0:
         return
+    stride = STAGE_STRIDES[STRIDE_ATTENTION_STAGE]  # 16
     for dim, value in zip(("height", "width"), size):
-        grid = math.ceil(value / 16)
+        grid = math.ceil(value / stride)
         if grid % 2:
             below = max(32, (value // 32) * 32)
             raise ValueError(

@@ -10,7 +10,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
-from efficientformer.models.config import NUM_STAGES, STAGE_STRIDES, ModelConfig, check_input_size
+from efficientformer.models.config import (
+    NUM_STAGES,
+    STAGE_STRIDES,
+    STRIDE_ATTENTION_STAGE,
+    ModelConfig,
+    check_input_size,
+)
 
 
 def _stage_indices(indices: Sequence[int], num_stages: int, what: str) -> tuple[int, ...]:
@@ -97,30 +103,31 @@ class EfficientFormerV2(nn.Module):
         self.distilled_training = False
         self.head_folded = False
         widths = config.widths
-        grids = config.stage_grids
         total_blocks = sum(config.depths)
         drop_rates = [config.drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
 
+        # Which layer goes where (grids, attention, stride attention, the attention downsample) is
+        # ModelConfig's: the latency table decomposes a network by the same layouts.
         self.stem = Stem(config.in_chans, widths[0])
         stages = []
         block_index = 0
-        for stage_index, stage in enumerate(config.stages):
-            if stage_index == 0:
+        for stage_index in range(NUM_STAGES):
+            down = config.downsample_layout(stage_index)
+            if down is None:
                 downsample: nn.Module = nn.Identity()
             else:
                 attn = None
-                if stage_index == 3 and config.down_attn:
-                    attn = Attention2dDownsample(widths[2], widths[3], grids[2], num_heads=config.attn_heads,
+                if down.attention:
+                    attn = Attention2dDownsample(down.in_width, down.out_width, down.grid, num_heads=config.attn_heads,
                                                  key_dim=config.down_attn_key_dim, attn_ratio=config.down_attn_ratio)
-                downsample = Downsample(widths[stage_index - 1], widths[stage_index], attn)
+                downsample = Downsample(down.in_width, down.out_width, attn)
             blocks = []
-            for index in range(stage.depth):
+            for layout in config.block_layouts(stage_index):
                 mixer = None
-                if stage.is_attention_block(index):
-                    mixer = Attention2d(stage.width, grids[stage_index], num_heads=config.attn_heads,
-                                        key_dim=config.attn_key_dim, attn_ratio=config.attn_ratio,
-                                        stride=2 if stage_index == 2 else 1)
-                blocks.append(Block(stage.width, Mlp(stage.width, stage.hidden_width(index)), mixer,
+                if layout.attention:
+                    mixer = Attention2d(layout.width, layout.grid, num_heads=config.attn_heads,
+                                        key_dim=config.attn_key_dim, attn_ratio=config.attn_ratio, stride=layout.stride)
+                blocks.append(Block(layout.width, Mlp(layout.width, layout.hidden), mixer,
                                     drop_path=drop_rates[block_index], layer_scale_init=config.layer_scale_init))
                 block_index += 1
             stages.append(Stage(downsample, blocks))
@@ -169,9 +176,10 @@ class EfficientFormerV2(nn.Module):
         if size == self.config.img_size:
             return
         check_input_size(self.config, size)
-        grid = (-(-size[0] // 16), -(-size[1] // 16))
-        if grid != self.config.stage_grids[2] and any(getattr(m, "bias_frozen", False) for m in self.modules()):
-            (h, w), built = self.config.img_size, self.config.stage_grids[2]
+        stride = STAGE_STRIDES[STRIDE_ATTENTION_STAGE]  # the 1/16 grid fixes every bias table's grid
+        grid, built = (-(-size[0] // stride), -(-size[1] // stride)), self.config.stage_grids[STRIDE_ATTENTION_STAGE]
+        if grid != built and any(getattr(m, "bias_frozen", False) for m in self.modules()):
+            h, w = self.config.img_size
             raise ValueError(
                 f"input {size[0]}x{size[1]}: this fused model runs only at its built size {h}x{w} (or a size with "
                 f"the same 1/16 grid {built[0]}x{built[1]}), because fusing froze its attention biases for that grid. "

@@ -4,18 +4,9 @@
     table = LatencyTable.load("lut.json")
     table.predict(config)                                                         # ms, sum of entries
 
-A subnet decomposes (`decompose`) into entries, each a module built standalone from
-`models.blocks` and timed alone at batch 1:
-
-- `stem`: Stem(in_chans, C1) on the input image;
-- `down`: the 3x3 stride-2 downsample before stages 2 and 3 (Cin, Cout, input grid), and
-  `down_attn`, the dual-path attention downsample before stage 4;
-- `ffn`: the FFN half of a block with its residual, i.e. an FFN-only Block (width, hidden, grid);
-- `attn`: the attention half of an attention block with its residual (width, grid; stride 2 in
-  stage 3 = stride attention); an attention block costs `attn` + `ffn`;
-- `head`: final norm + global pool + head(s) (C4, classes).
-
-Entries are keyed by what changes their cost, so a block position is its stage grid. Runtimes:
+A subnet decomposes (`decompose`) into entries (stem, downsamples, the attention and FFN halves of
+blocks, head), each a module built standalone and timed alone at batch 1; what they are and where
+they sit is search/lut_entries.py. Runtimes:
 `torch-eager` (eval mode), `torch-fused` (`models.fuse`: BN/scales folded) and `onnxruntime`
 (each entry exported alone, fused, static batch 1, CPU provider). Timing is `bench.timing`'s one
 harness, entries interleaved in chunks; after every chunk the JSON file is rewritten atomically,
@@ -28,7 +19,6 @@ dispatch, cache effects) can optionally be fitted as one constant `overhead_ms` 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -43,9 +33,18 @@ import torch
 from torch import nn
 
 from efficientformer.bench.timing import time_interleaved
-from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
-from efficientformer.models.config import ModelConfig, StageConfig
-from efficientformer.models.efficientformer_v2 import EfficientFormerV2
+from efficientformer.models.config import ModelConfig
+from efficientformer.search.lut_entries import (
+    BASE_FIELDS,
+    KINDS,
+    EntrySpec,
+    ParamCounter,
+    build_entry,
+    decompose,
+    entry_params,
+    example_input,
+    space_entries,
+)
 from efficientformer.search.runtimes import RUNTIMES, clock_function, make_runner, runtime_versions
 from efficientformer.search.space import SearchSpace
 from efficientformer.utils.io import atomic_write
@@ -53,179 +52,6 @@ from efficientformer.utils.machine import cpu_name, machine_line
 from efficientformer.utils.progress import progress_bar
 
 FORMAT = "efficientformer-lut/1"
-KINDS = ("stem", "down", "down_attn", "ffn", "attn", "head")
-# Fields of the base config that change an entry's module (and so must match between table and subnet).
-BASE_FIELDS = ("in_chans", "num_classes", "distillation", "attn_heads", "attn_key_dim", "attn_ratio",
-               "down_attn", "down_attn_key_dim", "down_attn_ratio")
-
-
-@dataclass(frozen=True)
-class EntrySpec:
-    """One measurable piece of a network.
-
-    Args:
-        kind: one of KINDS.
-        in_dim, out_dim: input and output channels (equal for ffn/attn).
-        grid: (rows, cols) of the entry's input.
-        hidden: FFN hidden channels (ffn only).
-        stride: 2 for stage-3 stride attention (attn only).
-    """
-
-    kind: str
-    in_dim: int
-    out_dim: int
-    grid: tuple[int, int]
-    hidden: int = 0
-    stride: int = 1
-
-    @property
-    def key(self) -> str:
-        """The table key, e.g. 'ffn:96x384@14x14' or 'attn:96@14x14/s2'."""
-        grid = f"@{self.grid[0]}x{self.grid[1]}"
-        if self.kind == "ffn":
-            return f"ffn:{self.in_dim}x{self.hidden}{grid}"
-        if self.kind == "attn":
-            return f"attn:{self.in_dim}{grid}/s{self.stride}"
-        return f"{self.kind}:{self.in_dim}>{self.out_dim}{grid}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "grid": list(self.grid)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EntrySpec:
-        return cls(**{**data, "grid": tuple(data["grid"])})
-
-
-def decompose(config: ModelConfig) -> list[EntrySpec]:
-    """The entries whose latencies sum to `config`'s, in network order."""
-    widths, grids = config.widths, config.stage_grids
-    entries = [EntrySpec("stem", config.in_chans, widths[0], config.img_size)]
-    for index, stage in enumerate(config.stages):
-        if index:
-            kind = "down_attn" if index == 3 and config.down_attn else "down"
-            entries.append(EntrySpec(kind, widths[index - 1], widths[index], grids[index - 1]))
-        for block in range(stage.depth):
-            if stage.is_attention_block(block):
-                entries.append(EntrySpec("attn", stage.width, stage.width, grids[index], stride=2 if index == 2 else 1))
-            entries.append(EntrySpec("ffn", stage.width, stage.width, grids[index], hidden=stage.hidden_width(block)))
-    entries.append(EntrySpec("head", widths[3], config.num_classes, grids[3]))
-    return entries
-
-
-def space_entries(space: SearchSpace) -> list[EntrySpec]:
-    """Every entry any subnet of `space` can use: each width x ratio x stage grid, each downsample pair."""
-    base, grids = space.base, space.base.stage_grids
-    stages = space.stages
-    found: dict[str, EntrySpec] = {}
-
-    def add(entry: EntrySpec) -> None:
-        found.setdefault(entry.key, entry)
-
-    for width in stages[0].widths:
-        add(EntrySpec("stem", base.in_chans, width, base.img_size))
-    for index in (1, 2, 3):
-        kind = "down_attn" if index == 3 and base.down_attn else "down"
-        for cin in stages[index - 1].widths:
-            for cout in stages[index].widths:
-                add(EntrySpec(kind, cin, cout, grids[index - 1]))
-    for index, stage in enumerate(stages):
-        for width in stage.widths:
-            for ratio in stage.ratios:
-                add(EntrySpec("ffn", width, width, grids[index], hidden=int(width * ratio)))
-            if stage.max_attn:
-                add(EntrySpec("attn", width, width, grids[index], stride=2 if index == 2 else 1))
-    for width in stages[3].widths:
-        add(EntrySpec("head", width, base.num_classes, grids[3]))
-    return list(found.values())
-
-
-class _AttentionHalf(nn.Module):
-    """`x + ls1 * MHSA(x)` of an attention Block (its FFN half is the `ffn` entry); fuses like the Block."""
-
-    def __init__(self, block: Block) -> None:
-        super().__init__()
-        self.block = block
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        block = self.block
-        return x + block.drop_path1(block.ls1(block.token_mixer(x)))
-
-
-class _HeadOnly(nn.Module):
-    """The network's own `forward_head` (final norm, pool, heads; one merged linear once fused)."""
-
-    def __init__(self, model: EfficientFormerV2) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(x)
-
-
-def build_entry(entry: EntrySpec, base: ModelConfig) -> nn.Module:
-    """The standalone eval-mode module of `entry`, with the attention sizes of `base`."""
-    if entry.kind == "stem":
-        module: nn.Module = Stem(entry.in_dim, entry.out_dim)
-    elif entry.kind == "down":
-        module = Downsample(entry.in_dim, entry.out_dim)
-    elif entry.kind == "down_attn":
-        module = Downsample(entry.in_dim, entry.out_dim, Attention2dDownsample(
-            entry.in_dim, entry.out_dim, entry.grid, num_heads=base.attn_heads, key_dim=base.down_attn_key_dim,
-            attn_ratio=base.down_attn_ratio))
-    elif entry.kind == "ffn":
-        module = Block(entry.in_dim, Mlp(entry.in_dim, entry.hidden))
-    elif entry.kind == "attn":
-        mixer = Attention2d(entry.in_dim, entry.grid, num_heads=base.attn_heads, key_dim=base.attn_key_dim,
-                            attn_ratio=base.attn_ratio, stride=entry.stride)
-        module = _AttentionHalf(Block(entry.in_dim, Mlp(entry.in_dim, 1), mixer))
-    elif entry.kind == "head":
-        # A one-block-per-stage network whose last width is C4; only its head is run.
-        stages = tuple(StageConfig(depth=1, width=entry.in_dim if i == 3 else 8, mlp_ratios=(1,)) for i in range(4))
-        config = base.replace(stages=stages, img_size=(entry.grid[0] * 32, entry.grid[1] * 32))
-        module = _HeadOnly(EfficientFormerV2(config))
-    else:
-        raise ValueError(f"unknown LUT entry kind {entry.kind!r}; known: {', '.join(KINDS)}")
-    return module.eval()
-
-
-def entry_params(entry: EntrySpec, base: ModelConfig) -> int:
-    """Parameters of the network part `entry` stands for (built on the meta device)."""
-    with torch.device("meta"):
-        module = build_entry(entry, base)
-    if entry.kind == "attn":  # the Block's MHSA and its layer scale; its FFN is the `ffn` entry
-        parts: list[nn.Module] = [module.block.token_mixer, module.block.ls1]
-    elif entry.kind == "head":
-        model = module.model
-        parts = [model.norm, model.head] + ([model.head_dist] if model.head_dist is not None else [])
-    else:
-        parts = [module]
-    return sum(p.numel() for part in parts for p in part.parameters())
-
-
-class ParamCounter:
-    """Exact parameter count of a subnet as the sum over its entries; each entry is built once, then cached.
-
-    Equal to `models.summary.param_count(config)` (tested) and much cheaper per call, which matters
-    in a search that counts every candidate of every step.
-    """
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple, int] = {}
-
-    def __call__(self, config: ModelConfig) -> int:
-        fields = tuple(getattr(config, name) for name in BASE_FIELDS)
-        total = 0
-        for entry in decompose(config):
-            key = (entry.key, fields)
-            if key not in self._cache:
-                self._cache[key] = entry_params(entry, config)
-            total += self._cache[key]
-        return total
-
-
-def example_input(entry: EntrySpec) -> torch.Tensor:
-    """A batch-1 random input of the entry's shape (B, C, H, W)."""
-    return torch.randn(1, entry.in_dim, *entry.grid)
 
 
 @dataclass
