@@ -21,8 +21,9 @@ from efficientformer.cli import main
 from efficientformer.export import (
     DEFAULT_OPSET, FORMATS, ParityError, check_onnx_parity, export_model, export_onnx, parity_images,
 )
-from efficientformer.export.parity import compare_outputs, require, synthetic_images
+from efficientformer.export.parity import compare_outputs, synthetic_images
 from efficientformer.models.mobilenetv2 import create_mobilenetv2
+from efficientformer.utils import require
 from support import randomize_
 
 pytestmark = pytest.mark.export

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from efficientformer.cli import main
-from efficientformer.train.report import plot_confusion, plot_curves, read_metrics, write_csv
+from efficientformer.train.report import plot_confusion, plot_curves, read_metrics
+from efficientformer.utils import write_csv
 
 pytest.importorskip("sklearn")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import os
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from efficientformer.bench.run import BenchResult, BenchRow
-from efficientformer.train.report import write_csv
-from efficientformer.utils.io import atomic_write
+from efficientformer.utils.io import atomic_write, write_csv, write_json
 
 CSV_COLUMNS = tuple(field.name for field in dataclasses.fields(BenchRow))
 FAMILY_MARKERS = {"efficientformerv2": "o", "mobilenetv2": "s"}
@@ -84,9 +82,7 @@ def write_bench_csv(result: BenchResult, path: str | os.PathLike) -> Path:
 
 def write_bench_json(result: BenchResult, path: str | os.PathLike) -> Path:
     """Rows, settings, machine line, versions, date and the raw per-call times."""
-    with atomic_write(path) as handle:
-        handle.write((json.dumps(result.to_dict(), indent=2) + "\n").encode())
-    return Path(path)
+    return write_json(path, result.to_dict())
 
 
 def plot_latency_params(result: BenchResult, path: str | os.PathLike) -> Path | None:

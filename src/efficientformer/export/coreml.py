@@ -40,10 +40,9 @@ import torch
 from torch import nn
 
 from efficientformer.export.common import export_image_size, quiet_exporter
-from efficientformer.export.parity import (
-    ParityReport, ParityUnavailable, check_parity, eval_crop_pct, parity_images, require,
-)
+from efficientformer.export.parity import ParityReport, ParityUnavailable, check_parity, eval_crop_pct, parity_images
 from efficientformer.models.fuse import fuse
+from efficientformer.utils.optional import require
 
 EXTRA = "coreml"
 INPUT_NAME = "images"

@@ -36,9 +36,9 @@ import torch
 from torch import nn
 
 from efficientformer.export.common import export_image_size
-from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images, require
+from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images
 from efficientformer.models.fuse import fuse
-from efficientformer.utils import atomic_write
+from efficientformer.utils import atomic_write, require
 
 DEFAULT_ATOL = 1e-4
 DEFAULT_MAX_BATCH = 8

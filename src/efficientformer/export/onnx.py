@@ -24,9 +24,9 @@ from torch import nn
 
 from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.onnx_rewrites import rewrite_for_onnxruntime
-from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images, require
+from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images
 from efficientformer.models.fuse import fuse
-from efficientformer.utils import atomic_write
+from efficientformer.utils import atomic_write, require
 
 DEFAULT_OPSET = 20
 DEFAULT_ATOL = 1e-4

@@ -10,10 +10,8 @@ and raises `ParityError` when they differ by more than the tolerance.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 import torch
@@ -75,19 +73,6 @@ class ParityReport:
     def to_dict(self) -> dict[str, float | int | str | bool]:
         """Plain values for JSON."""
         return {**dataclasses.asdict(self), "passed": self.passed}
-
-
-def require(module: str, extra: str) -> ModuleType:
-    """Import an optional runtime, or raise an error that says which extra installs it.
-
-    Raises:
-        RuntimeError: the module is not installed.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise RuntimeError(f"{module} is not installed ({error}); install it with "
-                           f"pip install 'efficientformer[{extra}]'") from None
 
 
 def synthetic_images(count: int = DEFAULT_NUM_SYNTHETIC, seed: int = 0) -> list[Image.Image]:

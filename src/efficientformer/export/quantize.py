@@ -45,9 +45,9 @@ from efficientformer.export import executorch as et
 from efficientformer.export import onnx as onnx_export
 from efficientformer.export.common import export_image_size
 from efficientformer.export.parity import (
-    ParityError, ParityReport, compare_outputs, eager_outputs, eval_crop_pct, parity_images, require,
+    ParityError, ParityReport, compare_outputs, eager_outputs, eval_crop_pct, parity_images,
 )
-from efficientformer.utils import atomic_write
+from efficientformer.utils import atomic_write, require
 
 DEFAULT_CALIB_COUNT = 64
 DEFAULT_MIN_TOP1 = 0.5

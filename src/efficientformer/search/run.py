@@ -51,7 +51,7 @@ from efficientformer.search.supernet import Supernet, load_supernet, recalibrate
 from efficientformer.train.datasets import run_datasets
 from efficientformer.train.job import TrainJob
 from efficientformer.train.recipes import DEFAULT
-from efficientformer.utils.io import atomic_write
+from efficientformer.utils.io import write_json
 
 REFERENCE_NAMES = ("efficientformerv2_s0", "efficientformerv2_test")
 PUBLISHED = ("efficientformerv2_s0", "efficientformerv2_s1", "efficientformerv2_s2", "efficientformerv2_l")
@@ -332,8 +332,7 @@ def _write_outputs(job: SearchJob, out: Path, space: SearchSpace, table: Latency
         "trajectory": str(out / "trajectory.csv"), "pareto": None if png is None else str(png),
         "lut": str(table.path) if table.path else None, "lut_runtime": table.runtime, "space": space.name,
     }
-    with atomic_write(out / "summary.json") as handle:
-        handle.write(json.dumps(summary, indent=2, default=str).encode())
+    write_json(out / "summary.json", summary, default=str)
     return summary
 
 

@@ -28,8 +28,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from efficientformer.export.parity import require
 from efficientformer.export.runtimes import prepare
+from efficientformer.utils.optional import require
 
 RUNTIMES = ("torch-eager", "torch-fused", "onnxruntime", "executorch", "openvino")
 # Distributions whose versions determine a runtime's speed (recorded in a table's header).

@@ -45,7 +45,7 @@ from typing import Any
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
 from efficientformer.models.config import ModelConfig, StageConfig
 from efficientformer.search.space import SearchSpace, signature
-from efficientformer.utils.io import atomic_write
+from efficientformer.utils.io import atomic_write, write_json
 from efficientformer.utils.progress import progress_bar
 
 FORMAT = "efficientformer-search/1"
@@ -204,8 +204,7 @@ class _State:
             return
         data = {"format": FORMAT, **self.identity, "steps": [s.to_dict() for s in self.steps],
                 "accuracy": self.accuracy, "stop_reason": self.stop_reason}
-        with atomic_write(self.path) as handle:
-            handle.write(json.dumps(data, indent=1).encode())
+        write_json(self.path, data, indent=1)
 
 
 def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latency_of: Callable[[ModelConfig], float],

@@ -47,7 +47,7 @@ from efficientformer.train.state import Position, TrainingState, check_run_dir, 
 from efficientformer.train.task import ClassificationTask, TrainTask
 from efficientformer.train.teacher import recipe_teacher
 from efficientformer.train.tensorboard import ScalarLog
-from efficientformer.utils.io import atomic_write
+from efficientformer.utils.io import write_json
 from efficientformer.utils.progress import progress_bar
 from efficientformer.weights.checkpoint import save_checkpoint
 
@@ -273,8 +273,7 @@ class _TrainingRun:
             record = {**job.to_dict(), "world_size": info.world_size, "classes": list(self.classes), "data_split":
                       data.describe, "eval_crop_pct": eval_crop, "model_config": self.model.config.to_dict(),
                       "task": type(task).__name__ if task is not None else "ClassificationTask"}
-            with atomic_write(run_dir / "job.json") as handle:
-                handle.write(json.dumps(record, indent=2, default=str).encode())
+            write_json(run_dir / "job.json", record, default=str)
         barrier(info)
 
     def _default_task(self) -> TrainTask:

@@ -6,7 +6,6 @@ a logged message, never the training.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from efficientformer.utils.io import atomic_write
+from efficientformer.utils.io import atomic_write, write_csv
 
 MAX_CONFUSION_CLASSES = 100
 SKIPPED_FILE = "skipped.txt"
@@ -31,18 +30,6 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
             record = json.loads(line)
             by_epoch[record["epoch"]] = record
     return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def write_csv(records: Sequence[dict], path: str | os.PathLike) -> Path:
-    """Records as CSV with the union of their keys as columns."""
-    columns = list(dict.fromkeys(key for record in records for key in record))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(records)
-    with atomic_write(path) as handle:
-        handle.write(text.getvalue().encode())
-    return Path(path)
 
 
 def _pyplot():
@@ -160,5 +147,5 @@ def write_run_reports(run_dir: str | os.PathLike, per_class: Sequence[float], co
     plot_confusion(confusion, classes, run_dir / "confusion.png", f"{title}, epoch {records[-1]['epoch']}")
 
 
-__all__ = ["MAX_CONFUSION_CLASSES", "SKIPPED_FILE", "plot_confusion", "plot_curves", "read_metrics", "write_csv",
+__all__ = ["MAX_CONFUSION_CLASSES", "SKIPPED_FILE", "plot_confusion", "plot_curves", "read_metrics",
            "write_per_class", "write_run_reports", "write_skipped"]

@@ -1,6 +1,7 @@
-"""Small helpers every other layer may use: atomic file writes, progress bars."""
+"""Small helpers every other layer may use: atomic file writes (JSON, CSV), progress bars, optional imports."""
 
-from efficientformer.utils.io import atomic_write
+from efficientformer.utils.io import atomic_write, write_csv, write_json
+from efficientformer.utils.optional import require
 from efficientformer.utils.progress import progress_bar
 
-__all__ = ["atomic_write", "progress_bar"]
+__all__ = ["atomic_write", "progress_bar", "require", "write_csv", "write_json"]

@@ -1,13 +1,20 @@
-"""Atomic file writes: a reader sees either the old file or the complete new one, never a torn one."""
+"""Atomic file writes: a reader sees either the old file or the complete new one, never a torn one.
+
+    write_json(run_dir / "summary.json", summary)            # indented, with a final newline
+    write_csv([{"epoch": 1, "top1": 50.0}], "metrics.csv")    # the union of the records' keys as columns
+"""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 @contextlib.contextmanager
@@ -46,3 +53,26 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 2,
+               default: Callable[[Any], Any] | None = None) -> Path:
+    """`data` as JSON (UTF-8, a final newline), atomically; `default` converts what JSON cannot hold (e.g. str)."""
+    with atomic_write(path) as handle:
+        handle.write((json.dumps(data, indent=indent, default=default) + "\n").encode())
+    return Path(path)
+
+
+def write_csv(records: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Records as CSV with the union of their keys as columns (in order of first appearance), atomically."""
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(records)
+    with atomic_write(path) as handle:
+        handle.write(text.getvalue().encode())
+    return Path(path)
+
+
+__all__ = ["atomic_write", "write_csv", "write_json"]
