@@ -69,7 +69,7 @@ def _lut_command(monkeypatch, tmp_path, *flags: str) -> int:
     monkeypatch.setattr("efficientformer.cli.lut.build_lut",
                         functools.partial(build_lut, runner=clock.runner, timer=clock))
 
-    def measured(table, configs, *, progress=None):  # measured = predicted / (1 + error): the error is exact
+    def measured(table, configs, **_):  # measured = predicted / (1 + error): the error is exact
         return {c.name: (table.predict(c) / (1 + e), table.predict(c)) for c, e in zip(configs, ERRORS, strict=True)}
 
     monkeypatch.setattr(lut_validate, "measure_networks", measured)

@@ -178,7 +178,7 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
             "wall" (perf_counter: what an idle device shows; any thread count). See runtimes.CLOCKS.
         chunk: entries timed together (interleaved) between two saves.
         on_measured: called with each finished chunk after it is saved (progress hooks, tests).
-        entries: measure only these (default `space_entries(space)`).
+        entries: measure only these (default `space_entries(space)`); a repeated key is measured once.
         runner, timer: `runner(module, input)` -> the timed call, and the clock in seconds (default
             `runtimes.make_runner` on `runtime` and the `clock` timer; tests pass fakes).
     """
@@ -195,7 +195,11 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
         header = _header(space, runtime, threads, warmup, repeats, clock)
         path = Path(path) if path is not None else None
         table = (_resume(path, header) if path is not None else None) or LatencyTable(header, {}, path)
-        todo = [e for e in (space_entries(space) if entries is None else entries) if e.key not in table.entries]
+        every = space_entries(space)
+        wanted = every if entries is None else entries
+        # Each distinct entry once: a key is measured once however often `entries` repeats it, and
+        # never again once the file holds it (resume).
+        todo = list({e.key: e for e in wanted if e.key not in table.entries}.values())
         with progress_bar(disable=None if progress is None else not progress) as bar:
             task = bar.add_task(f"LUT {runtime}", total=len(table.entries) + len(todo), completed=len(table.entries))
             for start in range(0, len(todo), chunk):
@@ -213,7 +217,7 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
                     on_measured(batch)
     finally:
         torch.set_num_threads(previous_threads)
-    table.header["complete"] = entries is None
+    table.header["complete"] = all(e.key in table.entries for e in every)  # a subset build keeps a full table full
     table.header["date_completed"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if path is not None:
         table.save(path)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -97,16 +97,25 @@ def calibration_configs(space: SearchSpace, count: int = 3, seed: int = CALIBRAT
 
 
 def measure_modules(table: LatencyTable, modules: dict[str, tuple[nn.Module, torch.Tensor]], *,
-                    progress: bool | None = None) -> dict[str, tuple[float, float]]:
-    """name -> (median, p90) ms of each (eval-mode module, batch-1 input) on the table's runtime and settings."""
+                    progress: bool | None = None, runners: dict[str, Callable[[], object]] | None = None
+                    ) -> dict[str, tuple[float, float]]:
+    """name -> (median, p90) ms of each (eval-mode module, batch-1 input) on the table's runtime and settings.
+
+    Args:
+        runners: name -> prepared call, shared between calls: a name found there is timed without
+            being exported and loaded again, a new one is added (validate_lut times networks twice).
+    """
     header = table.header
     threads = int(header["threads"])
     timer = clock_function(header.get("clock", "wall"), threads)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        fns = {name: make_runner(module.eval(), example, header["runtime"], threads=threads)
-               for name, (module, example) in modules.items()}
+        runners = {} if runners is None else runners
+        for name, (module, example) in modules.items():
+            if name not in runners:
+                runners[name] = make_runner(module.eval(), example, header["runtime"], threads=threads)
+        fns = {name: runners[name] for name in modules}
         timings = time_interleaved(fns, warmup=int(header["warmup"]), repeats=int(header["repeats"]),
                                    progress=progress, description="whole networks", clock=timer)
     finally:
@@ -114,14 +123,16 @@ def measure_modules(table: LatencyTable, modules: dict[str, tuple[nn.Module, tor
     return {name: (timing.median_ms, timing.p90_ms) for name, timing in timings.items()}
 
 
-def measure_networks(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None
-                     ) -> dict[str, tuple[float, float]]:
+def measure_networks(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None,
+                     runners: dict[str, Callable[[], object]] | None = None) -> dict[str, tuple[float, float]]:
     """name -> (median, p90) ms of each whole network `create_model(config)` (see `measure_modules`)."""
-    modules = {c.name: (create_model(c), torch.randn(1, c.in_chans, *c.img_size)) for c in configs}
-    return measure_modules(table, modules, progress=progress)
+    modules = {f"net:{c.name}": (create_model(c), torch.randn(1, c.in_chans, *c.img_size)) for c in configs}
+    measured = measure_modules(table, modules, progress=progress, runners=runners)
+    return {c.name: measured[f"net:{c.name}"] for c in configs}
 
 
-def measure_with_entries(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None
+def measure_with_entries(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None,
+                         runners: dict[str, Callable[[], object]] | None = None
                          ) -> tuple[dict[str, float], dict[str, float]]:
     """Whole networks and every entry they use, timed in one interleaved session: (network ms, same-session sum ms).
 
@@ -134,7 +145,7 @@ def measure_with_entries(table: LatencyTable, configs: Sequence[ModelConfig], *,
         for entry in decompose(config):
             if f"entry:{entry.key}" not in modules:
                 modules[f"entry:{entry.key}"] = (build_entry(entry, config), example_input(entry))
-    measured = measure_modules(table, modules, progress=progress)
+    measured = measure_modules(table, modules, progress=progress, runners=runners)
     networks = {c.name: measured[f"net:{c.name}"][0] for c in configs}
     sums = {c.name: sum(measured[f"entry:{e.key}"][0] for e in decompose(c)) for c in configs}
     return networks, sums
@@ -151,8 +162,9 @@ def validate_lut(table: LatencyTable, configs: Sequence[ModelConfig], *, progres
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise ValueError(f"validate_lut needs distinct config names, got {names}")
-    measured = measure_networks(table, configs, progress=progress)
-    sums = measure_with_entries(table, configs, progress=progress)[1] if with_entries else {}
+    runners: dict[str, Callable[[], object]] = {}  # the second session reuses the networks' exports
+    measured = measure_networks(table, configs, progress=progress, runners=runners)
+    sums = measure_with_entries(table, configs, progress=progress, runners=runners)[1] if with_entries else {}
     return [ValidationRow(c.name, table.predict(c), table.sum_ms(c), *measured[c.name], sums.get(c.name))
             for c in configs]
 
