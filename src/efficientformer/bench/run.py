@@ -38,6 +38,7 @@ from efficientformer.models.fuse import APPROXIMATIONS, fuse
 from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
 from efficientformer.models.summary import _count_macs, param_count
 from efficientformer.utils.machine import machine_line
+from efficientformer.utils.threads import threads as torch_threads
 
 DEFAULT_MODELS = ("s0", "s1", "s2", "l", "mobilenetv2_100", "mobilenetv2_140")
 REFERENCE_MODEL = "mobilenetv2_100"
@@ -257,7 +258,6 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
         on_runtime_done: called after each runtime with the result so far (the runtimes done), e.g. to
             write partial reports during a long run.
     """
-    previous_threads = torch.get_num_threads()
     thread_counts = config.thread_counts
     models = build_models(config)
     runtimes, skipped = _runtime_names(config)
@@ -275,25 +275,23 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
                            versions=versions(runtimes + list(skipped)), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                            threads=thread_counts, reference=reference, timings=raw)
 
-    try:
-        with tempfile.TemporaryDirectory(prefix="efficientformer-bench-") as tmp:
-            workdir = Path(config.workdir) if config.workdir is not None else Path(tmp)
-            workdir.mkdir(parents=True, exist_ok=True)
-            for index, runtime in enumerate(runtimes):
-                for threads in thread_counts:
-                    where = workdir / f"{runtime}_{threads}t"
-                    if config.isolate:
-                        measured, failed = measure_isolated(runtime, config, threads, where, progress)
-                    else:
-                        measured, failed = measure_runtime(runtime, models, config, threads, where, progress)
-                    timings.update({(runtime, threads, name, batch): t for (name, batch), t in measured.items()})
-                    errors.update({(runtime, threads, name): message for name, message in failed.items()})
-                done.append(runtime)
-                if on_runtime_done is not None and index < len(runtimes) - 1:
-                    on_runtime_done(result(done))
-    finally:
-        torch.set_num_threads(previous_threads)
-    return result(runtimes)
+    # Each measurement sets the thread count it runs at; the caller's count is restored afterwards.
+    with torch_threads(), tempfile.TemporaryDirectory(prefix="efficientformer-bench-") as tmp:
+        workdir = Path(config.workdir) if config.workdir is not None else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for index, runtime in enumerate(runtimes):
+            for threads in thread_counts:
+                where = workdir / f"{runtime}_{threads}t"
+                if config.isolate:
+                    measured, failed = measure_isolated(runtime, config, threads, where, progress)
+                else:
+                    measured, failed = measure_runtime(runtime, models, config, threads, where, progress)
+                timings.update({(runtime, threads, name, batch): t for (name, batch), t in measured.items()})
+                errors.update({(runtime, threads, name): message for name, message in failed.items()})
+            done.append(runtime)
+            if on_runtime_done is not None and index < len(runtimes) - 1:
+                on_runtime_done(result(done))
+    return result(runtimes)  # after the restore: the machine line names the caller's thread count
 
 
 def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],

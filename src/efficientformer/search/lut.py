@@ -50,6 +50,7 @@ from efficientformer.search.space import SearchSpace
 from efficientformer.utils.io import atomic_write
 from efficientformer.utils.machine import cpu_name, machine_line
 from efficientformer.utils.progress import progress_bar
+from efficientformer.utils.threads import threads as torch_threads
 
 FORMAT = "efficientformer-lut/1"
 
@@ -189,9 +190,7 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
         space = space.replace_base(img_size=size)
     timer = clock_function(clock, threads) if timer is None else timer
     runner = runner or functools.partial(make_runner, runtime=runtime, threads=threads)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         header = _header(space, runtime, threads, warmup, repeats, clock)
         path = Path(path) if path is not None else None
         table = (_resume(path, header) if path is not None else None) or LatencyTable(header, {}, path)
@@ -215,8 +214,6 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
                 bar.advance(task, len(batch))
                 if on_measured is not None:
                     on_measured(batch)
-    finally:
-        torch.set_num_threads(previous_threads)
     table.header["complete"] = all(e.key in table.entries for e in every)  # a subset build keeps a full table full
     table.header["date_completed"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if path is not None:

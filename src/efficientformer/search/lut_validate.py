@@ -34,6 +34,7 @@ from efficientformer.models.registry import get as get_config
 from efficientformer.search.lut import LatencyTable, build_entry, decompose, example_input
 from efficientformer.search.runtimes import clock_function, make_runner
 from efficientformer.search.space import SearchSpace
+from efficientformer.utils.threads import threads as torch_threads
 
 PUBLISHED = ("efficientformerv2_s0", "efficientformerv2_s1", "efficientformerv2_s2", "efficientformerv2_l")
 VALIDATION_SEED = 0
@@ -108,9 +109,7 @@ def measure_modules(table: LatencyTable, modules: dict[str, tuple[nn.Module, tor
     header = table.header
     threads = int(header["threads"])
     timer = clock_function(header.get("clock", "wall"), threads)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         runners = {} if runners is None else runners
         for name, (module, example) in modules.items():
             if name not in runners:
@@ -118,8 +117,6 @@ def measure_modules(table: LatencyTable, modules: dict[str, tuple[nn.Module, tor
         fns = {name: runners[name] for name in modules}
         timings = time_interleaved(fns, warmup=int(header["warmup"]), repeats=int(header["repeats"]),
                                    progress=progress, description="whole networks", clock=timer)
-    finally:
-        torch.set_num_threads(previous)
     return {name: (timing.median_ms, timing.p90_ms) for name, timing in timings.items()}
 
 

@@ -52,6 +52,7 @@ from efficientformer.train.datasets import run_datasets
 from efficientformer.train.job import TrainJob
 from efficientformer.train.recipes import DEFAULT
 from efficientformer.utils.io import write_json
+from efficientformer.utils.threads import threads
 
 REFERENCE_NAMES = ("efficientformerv2_s0", "efficientformerv2_test")
 PUBLISHED = ("efficientformerv2_s0", "efficientformerv2_s1", "efficientformerv2_s2", "efficientformerv2_l")
@@ -227,12 +228,8 @@ def _references(space: SearchSpace, table: LatencyTable, accuracy_of, params_of,
 
 def run_search(job: SearchJob) -> dict[str, Any]:
     """Run (or resume) the whole search; returns the summary also written to `summary.json`."""
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(job.threads)
-    try:
+    with threads(job.threads):
         return _run(job)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _run(job: SearchJob) -> dict[str, Any]:
