@@ -1,4 +1,5 @@
-"""Build-speed bookkeeping of the latency table: every distinct entry is built (exported, loaded, warmed up) once.
+"""Build-speed bookkeeping of the latency table: every distinct entry is built (exported, loaded, warmed up) once,
+and the build records where its time goes.
 
 The synthetic clock (synthetic_lut.py) counts the modules its runner prepares and the calls each
 gets, so a build that measured an entry twice, or a validation that exported a network twice,
@@ -11,8 +12,8 @@ import pytest
 
 from efficientformer.models import get_config
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
-from efficientformer.search import lut_validate
-from efficientformer.search.lut import build_lut, decompose, space_entries
+from efficientformer.search import lut, lut_validate
+from efficientformer.search.lut import LatencyTable, build_lut, decompose, space_entries
 from efficientformer.search.lut_validate import validate_lut
 from efficientformer.search.space import TINY_SPACE
 from synthetic_lut import SyntheticClock
@@ -89,3 +90,31 @@ def test_resume_never_rebuilds_a_finished_entry(tmp_path, chunk):
     table = _build(path, clock, chunk=chunk)
     assert clock.built == len(space_entries(TINY_SPACE)) and table.header["complete"] is True
     assert set(clock.calls.values()) == {WARMUP + REPEATS}
+
+
+def test_build_records_where_its_time_goes(tmp_path, monkeypatch):
+    """Preparing (build, fuse, export, load) each entry is recorded per entry and summed in the header, over resumes."""
+    wall = [0.0]
+    monkeypatch.setattr(lut.time, "perf_counter", lambda: wall[0])
+    clock = SyntheticClock(warmup=WARMUP)
+
+    def runner(module, example):  # preparing an entry takes 2 s of the fake wall clock, timing none
+        wall[0] += 2.0
+        return clock.runner(module, example)
+
+    class Killed(Exception):
+        pass
+
+    def kill(batch):
+        raise Killed
+
+    path = tmp_path / "lut.json"
+    common = {"path": path, "warmup": WARMUP, "repeats": REPEATS, "progress": False, "runner": runner,
+              "timer": clock, "chunk": 4}
+    with pytest.raises(Killed):
+        build_lut(TINY_SPACE, "torch-fused", on_measured=kill, **common)
+    assert LatencyTable.load(path).header["build_s"]["prepare"] == 4 * 2.0
+    table = build_lut(TINY_SPACE, "torch-fused", **common)
+    total = len(space_entries(TINY_SPACE))
+    assert {entry["prepare_s"] for entry in table.entries.values()} == {2.0}
+    assert table.header["build_s"] == {"prepare": total * 2.0, "timing": 0.0, "save": 0.0}

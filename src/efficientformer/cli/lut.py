@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     say = err_console if args.json else console  # --json keeps stdout pure JSON
     say.print(f"{len(table.entries)} entries on {table.runtime} ({args.clock} clock, {args.threads} thread(s)) "
                   f"-> {output}", highlight=False)
+    spent = table.header.get("build_s", {})
+    if spent:
+        say.print("build time (wall, all runs): " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in
+                                                              spent.items()), highlight=False)
     if args.calibrate and "overhead" not in table.header:
         overhead = calibrate_overhead(table, calibration_configs(space, args.calibrate))
         table.save()

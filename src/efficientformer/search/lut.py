@@ -147,6 +147,10 @@ def _header(space: SearchSpace, runtime: str, threads: int, warmup: int, repeats
             "base": {name: getattr(base, name) for name in BASE_FIELDS}, "complete": False}
 
 
+# Where a build's wall time goes (header "build_s"): building, fusing, exporting and loading the
+# entries ("prepare", also per entry as "prepare_s"), warm-up and timed calls ("timing"), rewriting the file ("save").
+BUILD_PHASES = ("prepare", "timing", "save")
+
 # Header fields a resumed build must share with the file it continues.
 _RESUME_FIELDS = ("runtime", "clock", "threads", "img_size", "warmup", "repeats", "base")
 
@@ -199,18 +203,28 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
         # Each distinct entry once: a key is measured once however often `entries` repeats it, and
         # never again once the file holds it (resume).
         todo = list({e.key: e for e in wanted if e.key not in table.entries}.values())
+        spent = table.header.setdefault("build_s", dict.fromkeys(BUILD_PHASES, 0.0))  # summed over resumed runs
         with progress_bar(disable=None if progress is None else not progress) as bar:
             task = bar.add_task(f"LUT {runtime}", total=len(table.entries) + len(todo), completed=len(table.entries))
             for start in range(0, len(todo), chunk):
                 batch = todo[start:start + chunk]
-                fns = {e.key: runner(build_entry(e, space.base), example_input(e)) for e in batch}
+                fns, prepared = {}, {}
+                for entry in batch:
+                    began = time.perf_counter()
+                    fns[entry.key] = runner(build_entry(entry, space.base), example_input(entry))
+                    prepared[entry.key] = time.perf_counter() - began
+                began = time.perf_counter()
                 timings = time_interleaved(fns, warmup=warmup, repeats=repeats, progress=False, clock=timer)
+                spent["prepare"] += sum(prepared.values())
+                spent["timing"] += time.perf_counter() - began
                 for entry in batch:
                     timing = timings[entry.key]
                     table.entries[entry.key] = {"median_ms": timing.median_ms, "p90_ms": timing.p90_ms,
-                                                "spec": entry.to_dict()}
+                                                "prepare_s": prepared[entry.key], "spec": entry.to_dict()}
                 if path is not None:
+                    began = time.perf_counter()
                     table.save(path)
+                    spent["save"] += time.perf_counter() - began
                 bar.advance(task, len(batch))
                 if on_measured is not None:
                     on_measured(batch)
