@@ -7,7 +7,6 @@ matplotlib is optional (`pip install efficientformer[demo]`); without it the PNG
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from efficientformer.bench.run import BenchResult, BenchRow
-from efficientformer.utils.io import atomic_write, write_csv, write_json
+from efficientformer.utils.io import write_csv, write_json
+from efficientformer.utils.plots import pyplot, save_png
 
 CSV_COLUMNS = tuple(field.name for field in dataclasses.fields(BenchRow))
 FAMILY_MARKERS = {"efficientformerv2": "o", "mobilenetv2": "s"}
@@ -88,15 +88,12 @@ def write_bench_json(result: BenchResult, path: str | os.PathLike) -> Path:
 def plot_latency_params(result: BenchResult, path: str | os.PathLike) -> Path | None:
     """Scatter of batch latency (ms) against deployed parameters (M): one colour per runtime, one marker per
     family, every point labelled, a family's points joined by size within a runtime; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     # One point per model and runtime: its faster thread count.
     rows = [row for row in result.rows if row.median_ms is not None and row.fastest_threads is not False]
     if not rows:
@@ -140,12 +137,7 @@ def plot_latency_params(result: BenchResult, path: str | os.PathLike) -> Path | 
     axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="runtime / family")
     axis.set_title(f"latency vs size, {'x'.join(map(str, result.config.img_size))} images\n{result.machine}",
                    fontsize=9)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    with atomic_write(path) as handle:
-        handle.write(buffer.getvalue())
-    return Path(path)
+    return save_png(figure, path)
 
 
 def write_report(result: BenchResult, directory: str | os.PathLike) -> dict[str, Path]:

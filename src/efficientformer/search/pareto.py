@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efficientformer.search.slimming import Step
-from efficientformer.utils.io import atomic_write
+from efficientformer.utils.plots import pyplot, save_png
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,8 @@ def plot_pareto(steps: Sequence[Step], path: str | os.PathLike, *, references: S
                 target_latency_ms: float | None = None, title: str = "", latency_label: str = "latency (ms)"
                 ) -> Path | None:
     """Write the PNG; returns its path, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     figure, axes = plt.subplots(figsize=(8, 5.5), dpi=120)
     latency = [s.latency_ms for s in steps]
@@ -66,11 +62,7 @@ def plot_pareto(steps: Sequence[Step], path: str | os.PathLike, *, references: S
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="best")
     figure.tight_layout()
-    path = Path(path)
-    with atomic_write(path) as handle:
-        figure.savefig(handle, format="png")
-    plt.close(figure)
-    return path
+    return save_png(figure, path, tight=False)
 
 
 __all__ = ["Reference", "plot_pareto"]

@@ -6,7 +6,6 @@ a logged message, never the training.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from efficientformer.utils.io import atomic_write, write_csv
+from efficientformer.utils.plots import pyplot, save_png
 
 MAX_CONFUSION_CLASSES = 100
 SKIPPED_FILE = "skipped.txt"
@@ -32,28 +32,9 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
-def _save(figure, path: str | os.PathLike) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    with atomic_write(path) as handle:
-        handle.write(buffer.getvalue())
-    return Path(path)
-
-
 def plot_curves(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
     """Loss (train and validation) and top-1/top-5 accuracy per epoch, side by side; None without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None or not records:
         return None
     epochs = [r["epoch"] for r in records]
@@ -80,17 +61,14 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike, title: str = "
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         figure.suptitle(title)
-    try:
-        return _save(figure, path)
-    finally:
-        plt.close(figure)
+    return save_png(figure, path)
 
 
 def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | os.PathLike,
                    title: str = "") -> Path | None:
     """Row-normalised confusion matrix (true class rows, predicted columns); None past 100 classes or without
     matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     count = len(classes)
     if plt is None or count > MAX_CONFUSION_CLASSES:
         return None
@@ -111,10 +89,7 @@ def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | 
                               color="white" if rates[row, col] > 0.5 else "black")
     figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
     axis.set_title(title or "confusion matrix")
-    try:
-        return _save(figure, path)
-    finally:
-        plt.close(figure)
+    return save_png(figure, path)
 
 
 def write_per_class(accuracies: Sequence[float], confusion: torch.Tensor, classes: Sequence[str],
