@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Defined with the weights' data configs (one source for the numbers); re-exported here.
+from efficientformer.utils.sizes import to_pair
 from efficientformer.weights.zoo import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 BACKGROUND = (255, 255, 255)
 
@@ -127,7 +128,7 @@ def eval_transform(image: Image.Image, img_size: int | tuple[int, int] = (224, 2
         crop_pct: fraction of the resized shorter side kept by the crop (0.875: 224 from 256).
         interpolation: one of INTERPOLATIONS.
     """
-    size = (img_size, img_size) if isinstance(img_size, int) else (int(img_size[0]), int(img_size[1]))
+    size = to_pair(img_size)
     if not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
     if interpolation not in INTERPOLATIONS:

@@ -28,6 +28,7 @@ from efficientformer.data.folder import SkippedSample
 from efficientformer.data.preprocess import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, eval_transform, to_rgb
 from efficientformer.data.randaugment import RandAugment, RandAugmentConfig, parse_rand_augment
 from efficientformer.data.seeding import randint, sample_generator, uniform
+from efficientformer.utils.sizes import to_pair
 
 RESIZE_INTERPOLATIONS = ("bilinear", "bicubic")
 ERASE_MODES = ("pixel", "rand", "const")
@@ -157,10 +158,6 @@ class RandomErasing:
         return image
 
 
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
 class TrainTransform:
     """PIL image -> augmented, normalised float (3, H, W): `transform(image, generator)`.
 
@@ -185,7 +182,7 @@ class TrainTransform:
             raise ValueError(f"hflip probability must be in [0, 1], got {hflip}")
         if not 0 < scale[0] <= scale[1] or not 0 < ratio[0] <= ratio[1]:
             raise ValueError(f"scale and ratio must be positive (low, high) ranges, got {scale}, {ratio}")
-        self.img_size = _pair(img_size)
+        self.img_size = to_pair(img_size)
         self.scale = (float(scale[0]), float(scale[1]))
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.hflip = hflip
@@ -237,7 +234,7 @@ class EvalTransform:
     def __init__(self, img_size: int | Sequence[int] = 224, crop_pct: float = DEFAULT_CROP_PCT,
                  interpolation: str = "bicubic", mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
-        self.img_size = _pair(img_size)
+        self.img_size = to_pair(img_size)
         self.crop_pct = crop_pct
         self.interpolation = interpolation
         self.mean = tuple(mean)

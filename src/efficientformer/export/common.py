@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 from torch import nn
 
+from efficientformer.utils.sizes import to_pair
+
 
 def export_image_size(model: nn.Module, img_size: int | tuple[int, int] | None) -> tuple[int, int]:
     """(height, width) to export at: `img_size` (an int means square), else the model's `config.img_size`."""
@@ -17,10 +19,7 @@ def export_image_size(model: nn.Module, img_size: int | tuple[int, int] | None) 
         if config is None or getattr(config, "img_size", None) is None:
             raise ValueError(f"{type(model).__name__} has no config.img_size: give img_size to export it")
         img_size = config.img_size
-    if isinstance(img_size, int):
-        return (img_size, img_size)
-    height, width = (int(v) for v in img_size)
-    return (height, width)
+    return to_pair(img_size)
 
 
 @contextlib.contextmanager

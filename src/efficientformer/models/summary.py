@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
+from efficientformer.utils.sizes import to_pair
 
 HEAD_PART = "head"
 
@@ -112,7 +113,7 @@ def _as_model(model_or_config: nn.Module | ModelConfig, img_size) -> tuple[Effic
         raise TypeError(f"model_summary takes an EfficientFormerV2 or a ModelConfig, got {kind}")
     built_for = model_or_config.config.img_size
     if img_size is not None:
-        size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        size = to_pair(img_size)
         if size != built_for:
             raise ValueError(f"img_size {size} differs from the {built_for} this model was built for; summarise "
                              f"model.config.replace(img_size=...) instead, or rebuild the model")

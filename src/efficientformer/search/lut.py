@@ -50,6 +50,7 @@ from efficientformer.search.space import SearchSpace
 from efficientformer.utils.io import atomic_write
 from efficientformer.utils.machine import cpu_name, machine_line
 from efficientformer.utils.progress import progress_bar
+from efficientformer.utils.sizes import to_pair
 from efficientformer.utils.threads import threads as torch_threads
 
 FORMAT = "efficientformer-lut/1"
@@ -190,8 +191,7 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if img_size is not None:
-        size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        space = space.replace_base(img_size=size)
+        space = space.replace_base(img_size=to_pair(img_size))
     timer = clock_function(clock, threads) if timer is None else timer
     runner = runner or functools.partial(make_runner, runtime=runtime, threads=threads)
     with torch_threads(threads):
