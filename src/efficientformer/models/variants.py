@@ -68,5 +68,3 @@ TEST = register(ModelConfig(
     down_attn_ratio=2,
     drop_path_rate=0.1,
 ), public=False)
-
-VARIANTS = (S0, S1, S2, L)

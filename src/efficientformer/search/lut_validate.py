@@ -72,10 +72,6 @@ class ValidationRow:
                 "session_sum_ms": self.session_sum_ms, "additivity_error": self.additivity_error}
 
 
-def _space_of(table: LatencyTable) -> SearchSpace:
-    return SearchSpace.from_dict(table.header["space"])
-
-
 def validation_configs(space: SearchSpace, random_subnets: int = 4, seed: int = VALIDATION_SEED) -> list[ModelConfig]:
     """S0/S1/S2/L (those that are points of `space`, at its base fields) plus `random_subnets` random subnets."""
     configs = []

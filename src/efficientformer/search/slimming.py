@@ -160,7 +160,6 @@ class SlimResult:
     evaluations: int = 0
     state_path: Path | None = None
     accuracies: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def found(self) -> Step:

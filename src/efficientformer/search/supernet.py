@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import safetensors
@@ -227,16 +227,5 @@ def load_supernet(path: str | os.PathLike, space: SearchSpace | None = None,
     return supernet.eval()
 
 
-@contextlib.contextmanager
-def active_subnet(supernet: Supernet, config: ModelConfig) -> Iterator[Supernet]:
-    """Within the block `config` is active; the previous subnet is restored after."""
-    previous = supernet.active
-    supernet.set_active(config)
-    try:
-        yield supernet
-    finally:
-        supernet.set_active(previous)
-
-
-__all__ = ["SPACE_METADATA_KEY", "Supernet", "active_subnet", "load_subnet_weights", "load_supernet", "read_space",
+__all__ = ["SPACE_METADATA_KEY", "Supernet", "load_subnet_weights", "load_supernet", "read_space",
            "recalibrate_bn", "save_supernet", "supernet_key"]

@@ -12,7 +12,7 @@ from torch import nn
 
 from efficientformer.train.ema import ModelEma
 from efficientformer.train.optim import CosineSchedule, clip_gradients_
-from efficientformer.train.task import ClassificationTask, StepInfo, TrainTask
+from efficientformer.train.task import StepInfo, TrainTask
 
 
 class NonFiniteLossError(RuntimeError):
@@ -24,8 +24,7 @@ class StepContext:
     """What a training step needs besides the batch; built once per run.
 
     Args:
-        task: what a step computes (forward + backward, train/task.py); default ClassificationTask(criterion).
-        criterion: shorthand for `task=ClassificationTask(criterion)`.
+        task: what a step computes (forward + backward, train/task.py), e.g. ClassificationTask(criterion).
         agree_images: under DDP with skipped images, maps this rank's image count to the smallest
             count over all ranks, so that every rank skips an all-skipped batch together.
     """
@@ -34,8 +33,7 @@ class StepContext:
     optimizer: torch.optim.Optimizer
     schedule: CosineSchedule
     device: torch.device
-    task: TrainTask | None = None
-    criterion: nn.Module | None = None
+    task: TrainTask
     clip_mode: str = "none"
     clip_grad: float = 0.0
     amp_dtype: torch.dtype | None = None
@@ -43,12 +41,6 @@ class StepContext:
     ema: ModelEma | None = None
     mix: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None
     agree_images: Callable[[int], int] | None = None
-
-    def __post_init__(self) -> None:
-        if self.task is None:
-            if self.criterion is None:
-                raise ValueError("StepContext needs a task or a criterion")
-            self.task = ClassificationTask(self.criterion)
 
     def backward(self, loss: torch.Tensor) -> None:
         """Back-propagate `loss`, scaled when training in fp16 (the `backward` a task gets)."""
