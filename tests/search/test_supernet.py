@@ -60,6 +60,21 @@ def test_extract_matches_the_active_subnet(tiny_supernet):
     assert (outputs[0] - outputs[1]).abs().max() > 1e-3
 
 
+def test_extract_leaves_the_supernet_as_it_was(tiny_supernet):
+    largest, smallest = tiny_supernet.largest(), tiny_supernet.smallest()
+    tiny_supernet.set_active(largest)
+    x = sample_input(1, 64, 64)
+    with torch.no_grad():
+        before = tiny_supernet(x)
+        model = tiny_supernet.extract(smallest)
+        assert tiny_supernet.active == largest  # extracting another subnet does not switch to it
+        torch.testing.assert_close(tiny_supernet(x), before, rtol=0, atol=0)
+    assert model.config == smallest
+    with pytest.raises(ValueError, match="num_classes"):
+        tiny_supernet.extract(smallest.replace(num_classes=smallest.num_classes + 1))
+    assert tiny_supernet.active == largest
+
+
 def test_max_subnet_state_dict_is_a_plain_max_model(tiny_supernet):
     torch.manual_seed(3)
     fresh = Supernet(TINY_SPACE).state_dict()

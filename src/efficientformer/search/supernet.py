@@ -64,13 +64,17 @@ class Supernet(EfficientFormerV2):
         """The subnet the supernet currently runs."""
         return self._active
 
-    def set_active(self, config: ModelConfig) -> None:
-        """Run `config` from now on (it must be a point of the space; errors name the field)."""
+    def check_subnet(self, config: ModelConfig) -> None:
+        """Raise ValueError unless `config` is a point of the space with this supernet's shared fields."""
         self.space.validate(config)
         for field in _SHARED_FIELDS:
             if getattr(config, field) != getattr(self.config, field):
                 raise ValueError(f"{config.name}: {field} is {getattr(config, field)!r} but this supernet has "
                                  f"{getattr(self.config, field)!r}; use config.replace({field}=...)")
+
+    def set_active(self, config: ModelConfig) -> None:
+        """Run `config` from now on (it must be a point of the space; errors name the field)."""
+        self.check_subnet(config)
         widths = config.widths
         self.stem.set_active(widths[0])
         for index, (stage, module) in enumerate(zip(config.stages, self.stages)):
@@ -96,17 +100,18 @@ class Supernet(EfficientFormerV2):
         """A plain `create_model(config)` with the subnet's weights copied in (default: the active subnet).
 
         In eval mode its outputs equal the supernet's with `config` active; it is on the supernet's
-        device and in its train/eval mode. `config` stays active.
+        device and in its train/eval mode. The supernet is left as it was (its active subnet too).
         """
         config = self.active if config is None else config
-        self.set_active(config)
+        self.check_subnet(config)
         model = allocate_like(self, lambda: create_model(config))
         shared = tensors_of(self)
-        block_maps = self._block_maps(config)
+        block_maps = self.block_maps(config)
         tensors = {key: shared[supernet_key(key, block_maps)] for key in tensors_of(model)}
         return copy_leading_slices(tensors, model).train(self.training)
 
-    def _block_maps(self, config: ModelConfig) -> list[tuple[int, ...]]:
+    def block_maps(self, config: ModelConfig) -> list[tuple[int, ...]]:
+        """Per stage, the supernet block each of `config`'s blocks runs as (`space.block_map`)."""
         return [self.space.block_map(index, stage.depth, stage.num_attn) for index, stage in enumerate(config.stages)]
 
     # --- training support ---------------------------------------------------------------------------
@@ -134,7 +139,7 @@ def load_subnet_weights(supernet: Supernet, source: EfficientFormerV2 | str | os
         source = create_model(supernet.adapt(config), pretrained=checkpoint.path)
     config = supernet.adapt(source.config)
     supernet.set_active(config)
-    block_maps = supernet._block_maps(config)
+    block_maps = supernet.block_maps(config)
     shared = supernet.state_dict()
     with torch.no_grad():
         for key, tensor in source.state_dict().items():
