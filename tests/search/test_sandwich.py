@@ -150,3 +150,11 @@ def test_two_processes_train_the_supernet_like_one(tmp_path):
         # The same global batches and subnets, BN statistics over the global batch: equal up to float
         # summation order, which Adam amplifies on near-zero gradients (as in tests/train/test_ddp.py).
         assert (distributed - trained).abs().max() < 0.05 * (trained - start).abs().max()
+
+
+def test_supernet_train_shows_the_train_flags_as_they_read_for_a_supernet(capsys):
+    assert main(["supernet", "train", "-h"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--model" not in text and "--teacher" not in text  # a supernet has its space, no distillation
+    assert "the supernet is written to supernet.safetensors" in text and "--epochs" in text
+    assert "warm start: a checkpoint of a subnet of the space" in text

@@ -36,7 +36,7 @@ from efficientformer.bench.timing import Timing
 from efficientformer.factory import create_model, resolve_config
 from efficientformer.models.fuse import APPROXIMATIONS, fuse
 from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
-from efficientformer.models.summary import _count_macs, param_count
+from efficientformer.models.summary import count_macs, param_count
 from efficientformer.utils.machine import machine_line
 from efficientformer.utils.threads import threads as torch_threads
 
@@ -236,7 +236,7 @@ def build_models(config: BenchConfig) -> list[BenchModel]:
             shape_only = make()
         deployed = fuse(shape_only)
         with torch.no_grad():
-            _, macs, _ = _count_macs(deployed, torch.zeros(1, 3, *config.img_size, device="meta"))
+            _, macs, _ = count_macs(deployed, torch.zeros(1, 3, *config.img_size, device="meta"))
         built.append(BenchModel(canonical, label, family, make(), param_count(shape_only), param_count(deployed),
                                 macs))
     return built

@@ -27,15 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train = actions.add_parser("train", help="train a supernet; no arguments: the tiny space on the embedded "
                                              "digits", description="Train a supernet with the sandwich rule "
                                              "through the training job (data, DDP, resume, checkpoints).")
-    train_cli.add_arguments(train)
+    train_cli.add_arguments(train, help_overrides={  # the train command's flags, as they read for a supernet
+        "model": argparse.SUPPRESS, "teacher": argparse.SUPPRESS,
+        "pretrained": "warm start: a checkpoint of a subnet of the space (e.g. the released L weights)",
+        "output": "run directory (default %(default)s; the supernet is written to supernet.safetensors)"})
     train.set_defaults(output="runs/supernet", model=None, run_action=_train)
-    for action in train._actions:  # the train command's flags, as they read for a supernet
-        if action.dest in ("model", "teacher"):
-            action.help = argparse.SUPPRESS
-        elif action.dest == "pretrained":
-            action.help = "warm start: a checkpoint of a subnet of the space (e.g. the released L weights)"
-        elif action.dest == "output":
-            action.help = "run directory (default %(default)s; the supernet is written to supernet.safetensors)"
     train.add_argument("--space", default="tiny",
                        help=f"search space: {', '.join(SPACES)} or a SearchSpace JSON file (default %(default)s)")
     train.add_argument("--num-random", type=int, default=2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Mapping
 
 from rich.markup import escape
 
@@ -21,36 +22,45 @@ _RECIPE_FLAGS = ("epochs", "batch_size", "lr_base", "weight_decay", "img_size", 
                  "seed", "amp", "clip_mode", "clip_grad")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=None, help="training images: a folder of class folders or a path,label "
-                                                     "list file; default: the embedded digits dataset")
-    parser.add_argument("--val-data", default=None, help="validation images with the same classes (folder or list "
-                                                         "file); default: hold out --val-split of --data")
-    parser.add_argument("--val-split", type=float, default=DEFAULT_VAL_SPLIT,
-                        help="share of each class of --data held out for validation when --val-data is not given "
-                             "(fixed by file name, the same for every seed; default %(default)s)")
-    parser.add_argument("--on-bad-image", choices=BAD_IMAGE_POLICIES, default="error",
-                        help="an unreadable image stops the run naming it (error), or is dropped, counted and "
-                             "listed in skipped.txt (skip); default %(default)s")
-    parser.add_argument("--model", default="efficientformerv2_s0", help="registry name, alias or config JSON")
-    parser.add_argument("--recipe", default="default", choices=sorted(RECIPES), help="hyper-parameter recipe")
-    parser.add_argument("--output", default="runs/default", help="run directory (everything is written there)")
-    parser.add_argument("--pretrained", default=None, help="weight tag or checkpoint to start from")
-    parser.add_argument("--teacher", default=None, help="distillation teacher: our checkpoint, TorchScript or "
-                                                        "torch.export file (paper recipes distil from RegNetY-16GF)")
-    parser.add_argument("--resume", default=None, help="'auto' (newest state in --output) or a state file")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--workers", type=int, default=0, help="data loading processes")
-    parser.add_argument("--checkpoint-every", type=int, default=0, help="also save a state every N steps")
-    parser.add_argument("--keep-last", type=int, default=2, help="resumable states to keep")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
+def add_arguments(parser: argparse.ArgumentParser, help_overrides: Mapping[str, str] | None = None) -> None:
+    """The train flags; `help_overrides` maps a flag's dest to its help text there (argparse.SUPPRESS hides it)."""
+    overrides = dict(help_overrides or {})
+
+    def add(*flags: str, **options) -> None:
+        action = parser.add_argument(*flags, **options)
+        action.help = overrides.pop(action.dest, action.help)
+
+    add("--data", default=None, help="training images: a folder of class folders or a path,label "
+                                     "list file; default: the embedded digits dataset")
+    add("--val-data", default=None, help="validation images with the same classes (folder or list "
+                                         "file); default: hold out --val-split of --data")
+    add("--val-split", type=float, default=DEFAULT_VAL_SPLIT,
+        help="share of each class of --data held out for validation when --val-data is not given "
+             "(fixed by file name, the same for every seed; default %(default)s)")
+    add("--on-bad-image", choices=BAD_IMAGE_POLICIES, default="error",
+        help="an unreadable image stops the run naming it (error), or is dropped, counted and "
+             "listed in skipped.txt (skip); default %(default)s")
+    add("--model", default="efficientformerv2_s0", help="registry name, alias or config JSON")
+    add("--recipe", default="default", choices=sorted(RECIPES), help="hyper-parameter recipe")
+    add("--output", default="runs/default", help="run directory (everything is written there)")
+    add("--pretrained", default=None, help="weight tag or checkpoint to start from")
+    add("--teacher", default=None, help="distillation teacher: our checkpoint, TorchScript or "
+                                        "torch.export file (paper recipes distil from RegNetY-16GF)")
+    add("--resume", default=None, help="'auto' (newest state in --output) or a state file")
+    add("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add("--workers", type=int, default=0, help="data loading processes")
+    add("--checkpoint-every", type=int, default=0, help="also save a state every N steps")
+    add("--keep-last", type=int, default=2, help="resumable states to keep")
+    add("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
     fields = {f.name: f for f in dataclasses.fields(TrainRecipe)}
     for name in _RECIPE_FLAGS:
         kind = type(getattr(TrainRecipe(), name))
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
-                            help=f"override the recipe's {fields[name].name}")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override any other recipe field (JSON value), e.g. --set mixup=0.2")
+        add(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+            help=f"override the recipe's {fields[name].name}")
+    add("--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="override any other recipe field (JSON value), e.g. --set mixup=0.2")
+    if overrides:
+        raise ValueError(f"help_overrides name no train flag: {', '.join(sorted(overrides))}")
 
 
 def recipe_from_args(args: argparse.Namespace) -> TrainRecipe:

@@ -93,8 +93,8 @@ def _part_of(name: str) -> str:
     return first
 
 
-def _count_macs(module: nn.Module, *inputs, **kwargs) -> tuple[Any, int, dict[str, int]]:
-    """Run `module` once under FlopCounterMode; returns (output, MACs, MACs by op)."""
+def count_macs(module: nn.Module, *inputs, **kwargs) -> tuple[Any, int, dict[str, int]]:
+    """Run `module` once under FlopCounterMode (meta tensors work); returns (output, MACs, MACs by op name)."""
     with FlopCounterMode(display=False) as counter:
         out = module(*inputs, **kwargs)
     counts = counter.get_flop_counts().get("Global", {})  # empty when nothing countable ran
@@ -148,7 +148,7 @@ def model_summary(model_or_config: nn.Module | ModelConfig, img_size: int | tupl
             if not model.features_only:
                 steps.append((HEAD_PART, model.forward_head))
             for part, module in steps:
-                x, macs, by_op = _count_macs(module, x)
+                x, macs, by_op = count_macs(module, x)
                 macs_by_part[part] = macs
                 for op, value in by_op.items():
                     macs_by_op[op] = macs_by_op.get(op, 0) + value
@@ -173,4 +173,4 @@ def _stage_summary(index: int, stage: nn.Module, output: torch.Tensor, params: i
         output_shape=tuple(output.shape), params=params, macs=macs)
 
 
-__all__ = ["ModelSummary", "StageSummary", "model_summary", "param_count"]
+__all__ = ["ModelSummary", "StageSummary", "count_macs", "model_summary", "param_count"]

@@ -49,6 +49,7 @@ from efficientformer.search.slimming import SlimResult, Step, slim, write_found,
 from efficientformer.search.space import SearchSpace, get_space, signature
 from efficientformer.search.supernet import Supernet, load_supernet, recalibrate_bn
 from efficientformer.train.datasets import run_datasets
+from efficientformer.train.distributed import resolve_device
 from efficientformer.train.job import TrainJob
 from efficientformer.train.recipes import DEFAULT
 from efficientformer.utils.io import write_json
@@ -235,8 +236,7 @@ def run_search(job: SearchJob) -> dict[str, Any]:
 def _run(job: SearchJob) -> dict[str, Any]:
     out = Path(job.output)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if job.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if job.device == "auto" else job.device))
+    device = resolve_device(job.device)
     supernet, supernet_path = _supernet(job, out)
     space = supernet.space
     table = _table(job, space, out)

@@ -32,6 +32,13 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """A device from its name: 'auto' is CUDA when present, else the CPU; anything else as torch reads it."""
+    if isinstance(name, str) and name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes (if any); returns the info and this process's device."""
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
@@ -79,5 +86,5 @@ def cleanup(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["DistInfo", "SyncBatchNorm2d", "SyncBatchNormFunction", "all_reduce_min", "all_reduce_sum", "barrier", "cleanup",
-           "convert_sync_batchnorm", "gather_strings", "init_distributed"]
+__all__ = ["DistInfo", "SyncBatchNorm2d", "SyncBatchNormFunction", "all_reduce_min", "all_reduce_sum", "barrier",
+           "cleanup", "convert_sync_batchnorm", "gather_strings", "init_distributed", "resolve_device"]

@@ -36,7 +36,7 @@ from efficientformer.factory import create_model
 from efficientformer.train.datasets import DEFAULT_VAL_SPLIT, EVAL_CROP_PCT, run_datasets
 from efficientformer.layers.sync_batchnorm import convert_sync_batchnorm
 from efficientformer.train.distributed import (DistInfo, all_reduce_min, all_reduce_sum, barrier, cleanup,
-                                               gather_strings, init_distributed)
+                                               gather_strings, init_distributed, resolve_device)
 from efficientformer.train.ema import ModelEma
 from efficientformer.train.loop import EvalResult, StepContext, evaluate, train_steps
 from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
@@ -107,10 +107,7 @@ class TrainJob:
                 "recipe": self.recipe.to_dict()}
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+_device = resolve_device  # the old private name, still imported by train/evaluate.py
 
 
 def run_training(job: TrainJob, *, model: nn.Module | None = None, task: TrainTask | None = None) -> dict[str, Any]:
@@ -132,7 +129,7 @@ def run_training(job: TrainJob, *, model: nn.Module | None = None, task: TrainTa
     Raises:
         ImageError: on_bad_image='error' and an image cannot be read (the message names it).
     """
-    info, device = init_distributed(_device(job.device))
+    info, device = init_distributed(resolve_device(job.device))
     try:
         return _run(job, info, device, model, task)
     except ImageError as error:

@@ -32,8 +32,8 @@ from efficientformer.data.preprocess import load_image
 from efficientformer.data.seeding import sample_generator
 from efficientformer.factory import create_model, resolve_config
 from efficientformer.models.segmentation import Segmenter, SegmenterConfig
-from efficientformer.train.distributed import all_reduce_sum, barrier, cleanup, convert_sync_batchnorm, init_distributed
-from efficientformer.train.job import _device
+from efficientformer.train.distributed import (all_reduce_sum, barrier, cleanup, convert_sync_batchnorm,
+                                               init_distributed, resolve_device)
 from efficientformer.train.loop import StepContext, train_steps
 from efficientformer.train.optim import PolySchedule, create_optimizer
 from efficientformer.train.segmentation import (SegmentationTask, evaluate_segmentation, load_segmenter, overlay,
@@ -147,7 +147,7 @@ def build_segmenter(job: SegmentJob, num_classes: int) -> Segmenter:
 
 def run_segment_training(job: SegmentJob) -> dict[str, Any]:
     """Train; returns {'best_miou', 'last', 'best', 'epochs', 'steps'}."""
-    info, device = init_distributed(_device(job.device))
+    info, device = init_distributed(resolve_device(job.device))
     try:
         return _train(job, info, device)
     finally:
@@ -245,7 +245,7 @@ def _train(job: SegmentJob, info, device: torch.device) -> dict[str, Any]:
 def run_segment_eval(weights: str | os.PathLike, data: str, split: str | None = None, output: str = "seg_eval",
                      device: str = "auto", on_bad_image: str = "error") -> dict[str, Any]:
     """mIoU and per-class IoU of a segmenter checkpoint on a mask folder; writes summary.json and per_class.csv."""
-    target = _device(device)
+    target = resolve_device(device)
     model, meta = load_segmenter(weights, target)
     dataset = MaskFolder(data, split, classes=meta["classes"], ignore_index=meta["ignore_index"],
                          reduce_zero_label=meta["reduce_zero_label"], on_bad_image=on_bad_image)
@@ -268,7 +268,7 @@ def run_segment_eval(weights: str | os.PathLike, data: str, split: str | None = 
 def run_segment_predict(weights: str | os.PathLike, images: list[str], output: str = "seg_predict",
                         device: str = "auto", alpha: float = 0.5) -> list[dict[str, str]]:
     """For each image, `<stem>_overlay.png` (class colours over the image) and `<stem>_mask.png` (class indices)."""
-    target = _device(device)
+    target = resolve_device(device)
     model, meta = load_segmenter(weights, target)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
