@@ -11,7 +11,7 @@ import torch
 from colour_folder import COLOURS, PER_CLASS, build_colour_folder
 
 from efficientformer.cli import main
-from efficientformer.train.datasets import run_datasets, stratified_split
+from efficientformer.data.datasets import run_datasets, stratified_split
 
 # 36 good + 1 bad images, 25% held out: 3 per class (9) validate, 28 train = 4 steps of 7, so every
 # training image (and the bad one, wherever it lands) is read in the one epoch.

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from rich.markup import escape
 
 from efficientformer.cli import console
+from efficientformer.data.datasets import DEFAULT_VAL_SPLIT
 from efficientformer.data.folder import BAD_IMAGE_POLICIES
-from efficientformer.train.datasets import DEFAULT_VAL_SPLIT
 from efficientformer.train.job import TrainJob, run_training
 from efficientformer.train.recipes import RECIPES, TrainRecipe, get_recipe
 

@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
+from efficientformer.data.datasets import run_datasets
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
 from efficientformer.models.config import ModelConfig
 from efficientformer.factory import create_model, resolve_config
@@ -48,7 +49,6 @@ from efficientformer.search.sandwich import SUPERNET_FILE, train_supernet
 from efficientformer.search.slimming import SlimResult, Step, slim, write_found, write_trajectory_csv
 from efficientformer.search.space import SearchSpace, get_space, signature
 from efficientformer.search.supernet import Supernet, load_supernet, recalibrate_bn
-from efficientformer.train.datasets import run_datasets
 from efficientformer.train.distributed import resolve_device
 from efficientformer.train.job import TrainJob
 from efficientformer.train.recipes import DEFAULT

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
+from efficientformer.data.datasets import DEFAULT_VAL_SPLIT, EVAL_CROP_PCT, run_datasets
 from efficientformer.data.folder import BAD_IMAGE_POLICIES, collate_skip_none
 from efficientformer.data.mixup import Mixup
 from efficientformer.data.preprocess import ImageError
@@ -33,7 +34,6 @@ from efficientformer.data.sampler import EpochSampler
 from efficientformer.data.seeding import MIXUP_STREAM, sample_generator
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from efficientformer.factory import create_model
-from efficientformer.train.datasets import DEFAULT_VAL_SPLIT, EVAL_CROP_PCT, run_datasets
 from efficientformer.layers.sync_batchnorm import convert_sync_batchnorm
 from efficientformer.train.distributed import (DistInfo, all_reduce_min, all_reduce_sum, barrier, cleanup,
                                                gather_strings, init_distributed, resolve_device)
@@ -64,7 +64,7 @@ class TrainJob:
         data: training images: a folder of class folders or a `path,label` list file
             (data/folder.py); None = the embedded digits dataset.
         val_data: validation images with the same classes (matched by name); None = hold out
-            `val_split` of every class of `data` (train/datasets.py: fixed, by file name).
+            `val_split` of every class of `data` (data/datasets.py: fixed, by file name).
         val_split: share of each class held out when `val_data` is None, in (0, 1).
         on_bad_image: 'error' stops at the first unreadable image, naming it; 'skip' drops it,
             counts it and lists it in `skipped.txt` and metrics.jsonl (no other image replaces it).
