@@ -12,7 +12,10 @@ from efficientformer.models.summary import param_count as exact_param_count
 from efficientformer.search.lut import ParamCounter
 from efficientformer.search.slimming import (
     Action,
+    Measured,
+    Step,
     apply_action,
+    choose_move,
     found_name,
     frontier,
     slim,
@@ -188,3 +191,41 @@ def test_search_resumes_after_a_kill_without_redoing_steps(tmp_path):
     with pytest.raises(ValueError, match="targets"):
         slim(TINY_SPACE, counting, synthetic_latency, param_count, state_path=state, progress=False,
              target_latency_ms=1.0)
+
+
+def _candidate(kind, stage, mes, accuracy):
+    return Action(kind, stage), MAX.replace(name=f"{kind}{stage}"), Measured(1000, 1.0, mes, accuracy)
+
+
+def test_choose_move_is_the_rule_on_measured_candidates():
+    current = Step(4, "width[0]", MAX, 1000, 1.0, mes=10.0, accuracy=80.0)
+    lowers_mes = _candidate("depth", 0, mes=9.0, accuracy=81.0)  # the best ratio, but the MES falls
+    same_mes = _candidate("attn", 0, mes=10.0, accuracy=80.0)  # no gain: never taken either
+    assert choose_move(current, [lowers_mes, same_mes]) is None and choose_move(current, []) is None
+    small = _candidate("width", 1, mes=12.0, accuracy=79.0)  # ratio 1 / 2 = 0.5
+    large = _candidate("width", 2, mes=14.0, accuracy=78.0)  # ratio 2 / 4 = 0.5 as well, larger gain: wins
+    twin = _candidate("width", 3, mes=14.0, accuracy=78.0)  # the same as `large`, later: loses the tie
+    lossy = _candidate("width", 0, mes=30.0, accuracy=60.0)  # ratio 1
+    best = choose_move(current, [lowers_mes, small, twin, large, lossy, same_mes])
+    assert best.action == "width[3]"  # `twin` comes before `large` in this order
+    best = choose_move(current, [lowers_mes, small, large, twin, lossy, same_mes])
+    assert (best.step, best.action, best.config.name, best.candidates) == (5, "width[2]", "width2", 6)
+    assert (best.delta_mes, best.delta_acc, best.score, best.mes, best.accuracy) == (4.0, 2.0, 0.5, 14.0, 78.0)
+    gains = _candidate("attn", 1, mes=11.0, accuracy=80.5)  # raises accuracy: a score < 0 beats every loss
+    assert choose_move(current, [lossy, small, gains]).action == "attn[1]"
+
+
+def test_the_evaluator_measures_each_subnet_once(tmp_path):
+    calls = []
+
+    def accuracy(config):
+        calls.append(signature(config))
+        return 70.0
+
+    state_path = tmp_path / "state.json"
+    result = slim(TINY_SPACE, accuracy, synthetic_latency, param_count, target_latency_ms=0.0, max_steps=3,
+                  state_path=state_path, progress=False)
+    assert len(calls) == len(set(calls)) == result.evaluations  # a subnet seen again is not re-evaluated
+    again = slim(TINY_SPACE, accuracy, synthetic_latency, param_count, target_latency_ms=0.0, max_steps=3,
+                 state_path=state_path, progress=False)
+    assert again.evaluations == 0 and len(calls) == result.evaluations  # everything came from the state

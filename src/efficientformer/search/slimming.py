@@ -37,10 +37,10 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
 from efficientformer.models.config import ModelConfig, StageConfig
@@ -206,6 +206,65 @@ class _State:
         write_json(self.path, data, indent=1)
 
 
+class Measured(NamedTuple):
+    """What the rule needs of a subnet: its parameters, latency (ms), MES and accuracy (%)."""
+
+    params: int
+    latency_ms: float
+    mes: float
+    accuracy: float
+
+
+class Evaluator:
+    """Measures subnets for the search, each distinct one once.
+
+    Parameters and latency are cached for the run; accuracies go into the resumable state, which is
+    saved after every new evaluation (so a resumed search never evaluates a subnet twice).
+    """
+
+    def __init__(self, accuracy_of: Callable[[ModelConfig], float], latency_of: Callable[[ModelConfig], float],
+                 params_of: Callable[[ModelConfig], float], mes: MESConstants, state: _State) -> None:
+        self.accuracy_of, self.latency_of, self.params_of, self.mes = accuracy_of, latency_of, params_of, mes
+        self.state = state
+        self.costs: dict[str, tuple[int, float]] = {}
+        self.evaluations = 0  # accuracy evaluations made in this run (not those loaded from the state)
+
+    def accuracy(self, config: ModelConfig) -> float:
+        key = signature(config)
+        if key not in self.state.accuracy:
+            self.state.accuracy[key] = float(self.accuracy_of(config))
+            self.evaluations += 1
+            self.state.save()
+        return self.state.accuracy[key]
+
+    def __call__(self, config: ModelConfig) -> Measured:
+        key = signature(config)
+        if key not in self.costs:
+            self.costs[key] = (int(self.params_of(config)), float(self.latency_of(config)))
+        params, latency = self.costs[key]
+        return Measured(params, latency, mobile_efficiency_score(params, latency, self.mes), self.accuracy(config))
+
+
+def choose_move(current: Step, candidates: Sequence[tuple[Action, ModelConfig, Measured]]) -> Step | None:
+    """The step the rule takes from `current` among measured candidates (module docstring), or None.
+
+    Pure: the smallest ΔAcc/ΔMES among the candidates that raise the MES; ties go to the larger MES
+    gain, then to the earlier candidate. None when no candidate raises the MES.
+    """
+    best_key, best = None, None
+    for index, (action, config, measured) in enumerate(candidates):
+        delta_mes, delta_acc = measured.mes - current.mes, current.accuracy - measured.accuracy
+        if delta_mes <= 0:
+            continue
+        ratio = delta_acc / delta_mes
+        key = (ratio, -delta_mes, index)
+        if best_key is None or key < best_key:
+            best_key = key
+            best = Step(current.step + 1, str(action), config, measured.params, measured.latency_ms, measured.mes,
+                        measured.accuracy, delta_acc, delta_mes, ratio, len(candidates))
+    return best
+
+
 def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latency_of: Callable[[ModelConfig], float],
          params_of: Callable[[ModelConfig], float], *, target_latency_ms: float | None = None,
          target_params: float | None = None, start: ModelConfig | None = None, mes: MESConstants = PAPER_MES,
@@ -230,29 +289,9 @@ def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latenc
                 "fingerprint": fingerprint or {}}
     identity = json.loads(json.dumps(identity))  # tuples -> lists, as they come back from the file
     state = _State(Path(state_path) if state_path is not None else None, identity)
-    evaluations = 0
-
-    def accuracy(config: ModelConfig) -> float:
-        nonlocal evaluations
-        key = signature(config)
-        if key not in state.accuracy:
-            state.accuracy[key] = float(accuracy_of(config))
-            evaluations += 1
-            state.save()
-        return state.accuracy[key]
-
-    costs: dict[str, tuple[int, float]] = {}
-
-    def measure(config: ModelConfig) -> tuple[int, float, float, float]:
-        key = signature(config)
-        if key not in costs:
-            costs[key] = (int(params_of(config)), float(latency_of(config)))
-        params, latency = costs[key]
-        return params, latency, mobile_efficiency_score(params, latency, mes), accuracy(config)
-
+    measure = Evaluator(accuracy_of, latency_of, params_of, mes, state)
     if not state.steps:
-        params, latency, score, acc = measure(start)
-        state.steps.append(Step(0, "start", start, params, latency, score, acc))
+        state.steps.append(Step(0, "start", start, *measure(start)))
         state.save()
     with progress_bar(disable=None if progress is None else not progress) as bar:
         task = bar.add_task("slimming", total=None)
@@ -265,22 +304,16 @@ def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latenc
                 state.stop_reason = f"max_steps {max_steps} reached before the targets"
                 break
             moves = frontier(space, current.config)
-            scored = []
+            measured = []
             for index, (action, candidate) in enumerate(moves):
                 bar.update(task, description=f"step {current.step + 1}: candidate {index + 1}/{len(moves)} "
                                              f"(at {current.latency_ms:.3f} ms, {current.params / 1e6:.3f} M)")
-                params, latency, score, acc = measure(candidate)
-                delta_mes, delta_acc = score - current.mes, current.accuracy - acc
-                if delta_mes > 0:
-                    ratio = delta_acc / delta_mes
-                    scored.append(((ratio, -delta_mes, index),
-                                   Step(current.step + 1, str(action), candidate,
-                                        params, latency, score, acc, delta_acc, delta_mes, ratio, len(moves))))
-            if not scored:
+                measured.append((action, candidate, measure(candidate)))
+            best = choose_move(current, measured)
+            if best is None:
                 state.stop_reason = ("no action left in the space" if not moves
                                      else "no action raises the MES") + " before the targets"
                 break
-            best = min(scored, key=lambda item: item[0])[1]
             state.steps.append(best)
             state.save()
             bar.advance(task)
@@ -288,7 +321,7 @@ def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latenc
                 on_step(best)
     state.save()
     reached = targets_met(state.steps[-1], target_latency_ms, target_params)
-    return SlimResult(state.steps, reached, state.stop_reason, evaluations, state.path, dict(state.accuracy))
+    return SlimResult(state.steps, reached, state.stop_reason, measure.evaluations, state.path, dict(state.accuracy))
 
 
 def write_trajectory_csv(steps: list[Step], path: str | os.PathLike) -> Path:
@@ -326,5 +359,5 @@ def write_found(space_name: str, step: Step, directory: str | os.PathLike, extra
     return path
 
 
-__all__ = ["ACTION_KINDS", "Action", "SlimResult", "Step", "apply_action", "found_name", "frontier", "slim",
-           "targets_met", "write_found", "write_trajectory_csv"]
+__all__ = ["ACTION_KINDS", "Action", "Evaluator", "Measured", "SlimResult", "Step", "apply_action", "choose_move",
+           "found_name", "frontier", "slim", "targets_met", "write_found", "write_trajectory_csv"]
