@@ -38,10 +38,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
         for name, model in models.items():
-            pte = quantize_executorch(model, Path(directory) / f"{name}.pte", calib=args.calib, check=False)
+            pte = quantize_executorch(model, Path(directory) / f"{name}.pte", img_size=224, calib=args.calib,
+                                      check=False)
             run = load_runner(pte.path, num_threads=args.threads)
             calls["executorch"][name] = lambda run=run: run(x)
-            onnx = quantize_onnx(model, Path(directory) / f"{name}.onnx", calib=args.calib, check=False)
+            onnx = quantize_onnx(model, Path(directory) / f"{name}.onnx", img_size=224, calib=args.calib, check=False)
             session = onnxruntime_session(onnx.path, num_threads=args.threads)
             feed = {session.get_inputs()[0].name: x}
             calls["onnxruntime"][name] = lambda session=session, feed=feed: session.run(None, feed)

@@ -1,13 +1,15 @@
 """Measuring one runtime at one thread count: in this process, or in a fresh subprocess of its own.
 
-Isolation (`BenchConfig.isolate`): a spawned process has loaded nothing but torch and the one runtime
+Isolation (`BenchConfig.isolate`): a fresh process has loaded nothing but torch and the one runtime
 being timed, so no other runtime's thread pool (onnxruntime's spinning workers, ExecuTorch's and
 OpenVINO's pools, torch's OpenMP team) or allocator shares the cores with it.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,17 +72,30 @@ def measure_runtime(runtime: str, models: list[BenchModel], config: BenchConfig,
 
 
 def measure_isolated(runtime: str, config: BenchConfig, threads: int, workdir: Path,
-                      progress: bool | None) -> Measured:
-    """`measure_runtime` in a fresh (spawned) process: nothing of the other runtimes is loaded there."""
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(_isolated_worker, (runtime, config, threads, str(workdir), progress))
+                     progress: bool | None) -> Measured:
+    """`measure_runtime` in a fresh Python process: nothing of the other runtimes is loaded there.
+
+    The arguments and the result travel as pickles of our own objects through files in `workdir`
+    (written and read only by this function and its child).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    request, reply = workdir / "measure_request.pkl", workdir / "measure_result.pkl"
+    request.write_bytes(pickle.dumps((runtime, config, threads, str(workdir), progress)))
+    code = f"from efficientformer.bench.measure import _child; _child({str(request)!r}, {str(reply)!r})"
+    # The child's output (progress bars, warnings) goes where ours goes.
+    result = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
+    if result.returncode != 0 or not reply.is_file():
+        raise RuntimeError(f"measuring {runtime} at {threads} thread(s) in a subprocess failed with exit code "
+                           f"{result.returncode} (its output is above)")
+    return pickle.loads(reply.read_bytes())
 
 
-def _isolated_worker(runtime: str, config: BenchConfig, threads: int, workdir: str, progress: bool | None) -> Measured:
+def _child(request: str, reply: str) -> None:
     from efficientformer.bench.run import build_models  # bench.run imports this module
 
-    return measure_runtime(runtime, build_models(config), config, threads, Path(workdir), progress)
+    runtime, config, threads, workdir, progress = pickle.loads(Path(request).read_bytes())
+    measured = measure_runtime(runtime, build_models(config), config, threads, Path(workdir), progress)
+    Path(reply).write_bytes(pickle.dumps(measured))
 
 
 __all__ = ["Measured", "measure_isolated", "measure_runtime"]

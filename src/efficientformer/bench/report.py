@@ -32,7 +32,7 @@ def bench_table(result: BenchResult) -> Table:
     table = Table(title=f"{result.machine}\nimage {'x'.join(map(str, config.img_size))}, median of "
                         f"{config.repeats} interleaved runs after {config.warmup} warm-up",
                   title_justify="left")
-    ref_label = next((row.label for row in result.rows if row.model == result.reference), "reference")
+    ref_label = next((row.label for row in result.rows if row.model == result.reference), "-")
     for header in ("runtime", "threads", "model", "params M", "fused M", "GMACs", f"b{config.batch} ms", "p90 ms",
                    f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {ref_label}"):
         table.add_column(header, justify="left" if header in ("runtime", "model") else "right",
@@ -45,10 +45,12 @@ def bench_table(result: BenchResult) -> Table:
         threads = f"{row.threads}" + (" *" if row.fastest_threads else "")
         if row.median_ms is None:
             table.add_row(row.runtime, threads, row.label, f"{row.params / 1e6:.2f}",
-                          f"{row.params_deployed / 1e6:.2f}", f"{row.macs / 1e9:.3f}", f"[red]{escape(row.error[:60])}[/]", *("",) * 5)
+                          f"{row.params_deployed / 1e6:.2f}", f"{row.macs / 1e9:.3f}",
+                          f"[red]{escape(row.error[:60])}[/]", *("",) * 5)
             continue
         table.add_row(row.runtime, threads, row.label, f"{row.params / 1e6:.2f}",
-                      f"{row.params_deployed / 1e6:.2f}", f"{row.macs / 1e9:.3f}", _number(row.median_ms), _number(row.p90_ms),
+                      f"{row.params_deployed / 1e6:.2f}", f"{row.macs / 1e9:.3f}", _number(row.median_ms),
+                      _number(row.p90_ms),
                       _number(row.images_per_s, 1), _number(row.speedup_vs_eager), _number(row.mes, 1),
                       _number(row.mes_vs_reference, 1))
     return table
@@ -58,7 +60,7 @@ def markdown_table(result: BenchResult) -> str:
     """The same table as GitHub markdown (for the README)."""
     config = result.config
     header = ["runtime", "threads", "model", "params (M)", "deployed (M)", "GMACs", f"b{config.batch} ms (p90)",
-              f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {result.reference}"]
+              f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {result.reference or '-'}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows:
         latency = (f"{row.median_ms:.2f} ({row.p90_ms:.2f})" if row.median_ms is not None

@@ -5,7 +5,7 @@ every model is prepared (fused, exported, loaded through the runtime layer `expo
 then all of them are timed together with `time_interleaved`, once at the latency batch and once at
 the throughput batch, so machine noise hits the models of one runtime alike. Runtimes run one after
 the other, never interleaved: their thread pools would disturb each other (onnxruntime's workers keep
-spinning after a call). With `isolate` each (runtime, threads) runs in a spawned process of its own
+spinning after a call). With `isolate` each (runtime, threads) runs in a fresh Python process of its own
 (bench/measure.py), so not even an idle pool or loaded library of another runtime is around.
 
 Parameters are counted twice. `params` is the model as built (BatchNorms and, for
@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from efficientformer.bench.measure import measure_isolated, measure_runtime
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
 from efficientformer.bench.runtimes import DEFAULT_RUNTIMES, RUNTIMES, unavailable, versions
-from efficientformer.bench.measure import measure_isolated, measure_runtime
 from efficientformer.bench.timing import Timing
 from efficientformer.factory import create_model, resolve_config
 from efficientformer.models.fuse import APPROXIMATIONS, fuse

@@ -132,11 +132,17 @@ def onnx_proto(fused: nn.Module, example: torch.Tensor, *, dynamic_shapes: Any =
     return proto
 
 
-def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None) -> Any:
+def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None, spinning: bool = False) -> Any:
     """An onnxruntime CPU InferenceSession for an ONNX file, with errors that name the file.
 
     Args:
         num_threads: intra-op threads; default onnxruntime's (one per physical core).
+        spinning: let the pool's workers busy-wait between ops (onnxruntime's own default is on). Off
+            by default: measured on the 2-core machine (README, "Deployment speed"), spinning made 2
+            threads slower than 1 (S0 14.4 ms vs 12.8), and with several sessions alive in one process
+            (bench, a user's app with more than one model) more than 2x slower, because an idle
+            session's spinning worker takes the core from the session running; without it 2 threads
+            are faster than 1 (S0 11.7 ms). With one thread there is no worker and it makes no difference.
     """
     ort = require("onnxruntime", EXTRA)
     path = Path(path)
@@ -146,6 +152,7 @@ def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None)
     options.log_severity_level = 3  # errors only
     if num_threads is not None:
         options.intra_op_num_threads = int(num_threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)

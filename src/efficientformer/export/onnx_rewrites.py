@@ -88,6 +88,7 @@ def resize_as_matmul(model: Any) -> int:
     graph = model.graph
     rewritten = 0
     new_nodes = []
+    replaced_inputs: set[str] = set()
     for node in graph.node:
         replacement = None
         if (node.op_type == "Resize" and node.domain in ("", "ai.onnx")
@@ -109,10 +110,16 @@ def resize_as_matmul(model: Any) -> int:
             new_nodes.append(node)
         else:
             new_nodes.extend(replacement)
+            replaced_inputs.update(node.input[1:])
             rewritten += 1
     if rewritten:
         del graph.node[:]
         graph.node.extend(new_nodes)
+        # The scales of the replaced Resizes are now unused (onnxruntime would warn about each).
+        used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        unused = [init for init in graph.initializer if init.name not in used and init.name in replaced_inputs]
+        for init in unused:
+            graph.initializer.remove(init)
     return rewritten
 
 
