@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 import efficientformer
-from efficientformer.utils.machine import machine_line
 from efficientformer.train.loop import StepContext, train_steps
 from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
 from efficientformer.train.optim import CosineSchedule, create_optimizer
+from efficientformer.utils.machine import machine_line
 
 
 def plain_loop(model, optimizer, batches) -> None:

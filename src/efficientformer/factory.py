@@ -25,7 +25,6 @@ from efficientformer.weights.convert import LAYOUTS, bias_table_grids
 from efficientformer.weights.download import resolve_weights
 from efficientformer.weights.zoo import DEFAULT, WEIGHTS, DataConfig, default_weights
 
-
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 

@@ -10,13 +10,18 @@ from typing import NamedTuple
 import torch
 from PIL import Image
 
-from efficientformer.data.preprocess import (DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, eval_transform,
-                                            imagenet_class_names, load_image)
+from efficientformer.data.preprocess import (
+    DEFAULT_CROP_PCT,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_transform,
+    imagenet_class_names,
+    load_image,
+)
 from efficientformer.factory import CHECKPOINT_SUFFIXES, create_model, data_config, load_model
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
 from efficientformer.weights.zoo import WEIGHTS
-
 
 
 class Prediction(NamedTuple):

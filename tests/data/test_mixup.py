@@ -36,7 +36,8 @@ def test_mixup_lam_and_targets():
         mixed, targets = mixup(images, labels, _generator(step))
         assert torch.allclose(mixed, lam * images + (1 - lam) * images.flip(0))
         assert targets.shape == (6, CLASSES) and torch.allclose(targets.sum(dim=1), torch.ones(6))
-        expected = lam * smoothed_targets(labels, CLASSES, 0.1) + (1 - lam) * smoothed_targets(labels.flip(0), CLASSES, 0.1)
+        expected = (lam * smoothed_targets(labels, CLASSES, 0.1)
+                    + (1 - lam) * smoothed_targets(labels.flip(0), CLASSES, 0.1))
         assert torch.allclose(targets, expected)
     assert torch.equal(images, _batch()[0])  # input untouched
 

@@ -1,4 +1,4 @@
-"""ExecuTorch export: parity on the ExecuTorch runtime (XNNPACK), the conv-talking-head lowering bug, corrupted files."""
+"""ExecuTorch export: parity on ExecuTorch's runtime (XNNPACK), the conv-talking-head lowering bug, corrupted files."""
 
 from __future__ import annotations
 

@@ -19,7 +19,13 @@ pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip insta
 import efficientformer
 from efficientformer.cli import main
 from efficientformer.export import (
-    DEFAULT_OPSET, FORMATS, ParityError, check_onnx_parity, export_model, export_onnx, parity_images,
+    DEFAULT_OPSET,
+    FORMATS,
+    ParityError,
+    check_onnx_parity,
+    export_model,
+    export_onnx,
+    parity_images,
 )
 from efficientformer.export.parity import compare_outputs, synthetic_images
 from efficientformer.models.mobilenetv2 import create_mobilenetv2

@@ -18,7 +18,12 @@ import efficientformer
 from efficientformer.cli import main
 from efficientformer.export import FORMATS, ParityError, export_model, parity_images
 from efficientformer.export.openvino import (
-    PRECISIONS, check_openvino_parity, compile_openvino, export_openvino, load_runner, read_precision,
+    PRECISIONS,
+    check_openvino_parity,
+    compile_openvino,
+    export_openvino,
+    load_runner,
+    read_precision,
 )
 from support import randomize_
 

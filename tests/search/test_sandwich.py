@@ -10,7 +10,6 @@ from contextlib import nullcontext
 import pytest
 import torch
 from safetensors.torch import load_file
-from support import randomize_
 
 from efficientformer.cli import main
 from efficientformer.data.embedded import DigitsDataset
@@ -20,7 +19,7 @@ from efficientformer.search.space import TINY_SPACE, signature
 from efficientformer.search.supernet import Supernet, load_supernet
 from efficientformer.train.state import list_states
 from efficientformer.train.task import StepInfo
-
+from support import randomize_
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""`efficientformer lut` and `efficientformer search` end to end on the tiny space (64 px), and the found JSON trains."""
+"""`efficientformer lut` and `efficientformer search` end to end on the tiny space (64 px); the found JSON trains."""
 
 from __future__ import annotations
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support import randomize_, sample_input
 
 from efficientformer.factory import load_model
-from efficientformer.weights.checkpoint import save_checkpoint
 from efficientformer.models import get_config
 from efficientformer.models.blocks import Attention2d, Block, Mlp
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
@@ -22,6 +20,8 @@ from efficientformer.search.supernet import (
     recalibrate_bn,
     save_supernet,
 )
+from efficientformer.weights.checkpoint import save_checkpoint
+from support import randomize_, sample_input
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support import randomize_, sample_input
 
 from efficientformer.factory import convert_checkpoint, create_model
 from efficientformer.search.space import DEFAULT_SPACE
 from efficientformer.search.supernet import Supernet, load_subnet_weights
 from efficientformer.weights.checkpoint import read_checkpoint, save_checkpoint
+from support import randomize_, sample_input
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from mask_data import CLASSES, IGNORE, ColourOracle, build_mask_dataset
 from PIL import Image
 
 import efficientformer
@@ -15,7 +16,6 @@ from efficientformer.data.masks import MaskFolder, TrainPairTransform, find_pair
 from efficientformer.data.preprocess import ImageError
 from efficientformer.models.segmentation import Segmenter, SegmenterConfig
 from efficientformer.train.segmentation import SegmentationResult, confusion_matrix, evaluate_segmentation
-from mask_data import CLASSES, IGNORE, ColourOracle, build_mask_dataset
 
 
 def test_confusion_and_miou_by_hand():

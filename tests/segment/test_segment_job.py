@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from mask_data import CLASSES, build_mask_dataset
 from PIL import Image
 
 from efficientformer.cli import main
 from efficientformer.data.masks import MaskFolder
 from efficientformer.train.segmentation import evaluate_segmentation, load_segmenter
-from mask_data import CLASSES, build_mask_dataset
 
 TRAIN = ["--model", "efficientformerv2_test", "--img-size", "64", "--batch-size", "4", "--fpn-channels", "16",
          "--head-channels", "16", "--lr", "2e-3", "--device", "cpu"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from colour_folder import build_colour_folder
 from torch import nn
 
 import efficientformer
-from colour_folder import build_colour_folder
 from efficientformer.train.ema import ModelEma
 from efficientformer.train.evaluate import run_eval
 from efficientformer.train.job import TrainJob, run_training

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import randomize_state_dict
 
 import efficientformer
 from efficientformer.weights import download, zoo
 from efficientformer.weights.checkpoint import write_state_dict
 from efficientformer.weights.download import DownloadError, fetch_weights, resolve_weights
+from support import randomize_state_dict
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

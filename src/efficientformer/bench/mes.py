@@ -1,9 +1,9 @@
-"""The Mobile Efficiency Score of the paper (SPEC 5.1-5.2): MES = Score * prod_i (M_i / U_i) ** -alpha_i.
+"""The Mobile Efficiency Score of the paper (docs/search.md): MES = Score * prod_i (M_i / U_i) ** -alpha_i.
 
 The metrics are parameters and on-device latency. The units U and importances alpha default to the
-values SPEC 5.2 recalls from the paper (3 M parameters, 1 ms, alpha 0.5 and 1.0), which reproduce
-its S0/S1/S2/L scores 102.9/63.8/30.5/12.6 from the iPhone 12 latencies; keep them configurable, and
-compare latencies only within one device and runtime (`relative_to` makes a reference model,
+values recalled from the paper (docs/search.md, "MES constants": 3 M parameters, 1 ms, alpha 0.5 and
+1.0), which reproduce its S0/S1/S2/L scores 102.9/63.8/30.5/12.6 from the iPhone 12 latencies; keep
+them configurable, and compare latencies only within one device and runtime (`relative_to` makes a reference model,
 e.g. MobileNetV2 on the same runtime, score exactly `score`).
 """
 

@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     config = BenchConfig(
         models=args.models, runtimes=args.runtimes, batch=args.batch[0],
         throughput_batch=args.batch[-1] if len(args.batch) > 1 else None, img_size=args.img_size,
-        threads=args.threads, isolate=args.isolate, approximate=args.approximate, warmup=args.warmup, repeats=args.repeats, throughput_repeats=args.throughput_repeats,
+        threads=args.threads, isolate=args.isolate, approximate=args.approximate, warmup=args.warmup,
+        repeats=args.repeats, throughput_repeats=args.throughput_repeats,
         reference=args.reference,
         mes=dataclasses.replace(PAPER_MES, latency_unit_ms=args.latency_unit_ms, params_unit=args.params_unit),
         workdir=args.output / "exports" if args.keep_exports else None)

@@ -52,7 +52,8 @@ def _check(args: argparse.Namespace) -> int:
         console.print(f"[green]all {report.num_images} images decode[/]", highlight=False)
         return 0
     base = args.source if os.path.isdir(args.source) else os.path.dirname(args.source)
-    console.print(f"{len(report.bad)} bad file{'s' if len(report.bad) != 1 else ''} (paths relative to {escape(base or '.')}):", highlight=False,
+    plural = "s" if len(report.bad) != 1 else ""
+    console.print(f"{len(report.bad)} bad file{plural} (paths relative to {escape(base or '.')}):", highlight=False,
                   soft_wrap=True)
     files = Table()
     files.add_column("file", overflow="fold")

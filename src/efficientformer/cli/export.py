@@ -11,7 +11,14 @@ from rich.table import Table
 from efficientformer.cli import console, err_console, print_json, warn
 from efficientformer.cli.info import image_size
 from efficientformer.export import (
-    DEFAULT_CALIB_COUNT, FORMATS, CalibrationWarning, ExportResult, Int8Export, Int8Report, ParityError, ParityReport,
+    DEFAULT_CALIB_COUNT,
+    FORMATS,
+    CalibrationWarning,
+    ExportResult,
+    Int8Export,
+    Int8Report,
+    ParityError,
+    ParityReport,
     export_model,
 )
 from efficientformer.models.fuse import APPROXIMATIONS
@@ -92,7 +99,8 @@ def _parity_table(report: ParityReport) -> Table:
     table.add_column("atol", justify="right")
     table.add_column("result")
     table.add_row(str(report.num_images), f"{report.max_abs_diff:.3g}", f"{report.mean_abs_diff:.3g}",
-                  f"{report.top1_agreement:.0%}", f"{report.atol:g}", "[green]ok[/]" if report.passed else "[red]FAIL[/]")
+                  f"{report.top1_agreement:.0%}", f"{report.atol:g}",
+                  "[green]ok[/]" if report.passed else "[red]FAIL[/]")
     return table
 
 

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print_json({"lut": output, "rows": [r.to_dict() for r in rows], "overhead_ms": table.overhead_ms,
                     "accuracy": report})
         return 0
-    view = Table(title=f"{table.header['machine']} | {table.runtime} | {args.img_size} px | batch 1", title_justify="left")
+    view = Table(title=f"{table.header['machine']} | {table.runtime} | {args.img_size} px | batch 1",
+                 title_justify="left")
     columns = ["network", "sum of entries (ms)", "predicted (ms)", "measured median (ms)", "p90 (ms)", "error"]
     if args.additivity:
         columns += ["same-session sum (ms)", "additivity error"]
@@ -90,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
             cells += [f"{row.session_sum_ms:.3f}", f"{100 * row.additivity_error:+.1f}%"]
         view.add_row(*cells)
     console.print(view)
-    console.print(f"prediction: {summary_line(rows)}; overhead {table.overhead_ms:+.3f} ms per network", highlight=False)
+    console.print(f"prediction: {summary_line(rows)}; overhead {table.overhead_ms:+.3f} ms per network",
+                  highlight=False)
     console.print(f"accuracy: {share_line(report)}", highlight=False)
     if report["worst"]:
         worst = Table(title=f"worst {len(report['worst'])} networks by |error|", title_justify="left")

@@ -1,4 +1,4 @@
-"""Batch Mixup / CutMix with label-smoothed soft targets, as timm's `Mixup` in 'batch' mode (SPEC 4).
+"""Batch Mixup / CutMix with label-smoothed soft targets, as timm's `Mixup` in 'batch' mode (docs/training.md).
 
     mixup = Mixup.from_recipe(recipe, num_classes=1000)
     generator = sample_generator(recipe.seed, epoch, step, stream=MIXUP_STREAM)

@@ -1,6 +1,6 @@
 """Evaluation preprocessing with Pillow and torch only, and the bundled class names and sample photo.
 
-The eval transform is the standard ImageNet one (SPEC 4): resize the shorter side to
+The eval transform is the standard ImageNet one (docs/training.md): resize the shorter side to
 floor(size / crop_pct) bicubically, centre-crop `size`, scale to [0, 1], normalise with the ImageNet
 mean and std. It reproduces timm's/torchvision's PIL pipeline (same rounding of sizes and offsets).
 """
@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # Defined with the weights' data configs (one source for the numbers); re-exported here.
 from efficientformer.utils.sizes import to_pair
 from efficientformer.weights.zoo import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
+
 BACKGROUND = (255, 255, 255)
 
 INTERPOLATIONS = {

@@ -12,7 +12,7 @@ that generator's seed alone (see data/seeding.py).
 
 Differences from timm: spec tokens timm skips or asserts on are errors that name the token;
 'inc0' means off (timm's `bool('0')` turns it on); the weighted op choice ('w0') is not offered;
-geometric ops resample bilinearly (timm passes the training interpolation, bicubic in SPEC 4, to
+geometric ops resample bilinearly (timm passes the training interpolation, bicubic in docs/training.md, to
 Pillow; see data/image_ops.py); PosterizeIncreasing at magnitude 10 keeps 0 bits (a black
 image) as old Pillow did, where Pillow >= 10 rejects 0 bits.
 """

@@ -67,4 +67,5 @@ def normal(generator: torch.Generator, mean: float = 0.0, std: float = 1.0) -> f
     return mean + std * float(torch.randn((), dtype=torch.float64, generator=generator))
 
 
-__all__ = ["MIXUP_STREAM", "SAMPLER_STREAM", "TRANSFORM_STREAM", "normal", "randint", "sample_generator", "sample_seed", "uniform"]
+__all__ = ["MIXUP_STREAM", "SAMPLER_STREAM", "TRANSFORM_STREAM", "normal", "randint", "sample_generator", "sample_seed",
+           "uniform"]

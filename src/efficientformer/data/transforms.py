@@ -1,4 +1,4 @@
-"""Training augmentation on tensors (no torchvision), deterministic per sample (SPEC 4).
+"""Training augmentation on tensors (no torchvision), deterministic per sample (docs/training.md).
 
     transform = TrainTransform.from_recipe(recipe)        # RRC, flip, RandAugment, normalise, erasing
     train_set = AugmentedDataset(folder, transform, seed=recipe.seed)
@@ -167,7 +167,7 @@ class TrainTransform:
         hflip: probability of a horizontal flip.
         rand_augment: timm RandAugment spec ('' for none) or a parsed RandAugmentConfig.
         reprob, remode, recount: random erasing probability, mode ('pixel', 'rand', 'const') and maximum count.
-        interpolation: crop resize, 'bicubic' (SPEC 4) or 'bilinear'.
+        interpolation: crop resize, 'bicubic' (docs/training.md) or 'bilinear'.
         mean, std: normalisation; RandAugment fills uncovered areas with round(255 * mean).
     """
 

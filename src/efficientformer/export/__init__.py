@@ -20,10 +20,15 @@ from efficientformer.export.onnx import DEFAULT_OPSET, OnnxExport, check_onnx_pa
 from efficientformer.export.openvino import OpenVinoExport, check_openvino_parity, export_openvino
 from efficientformer.export.parity import ParityError, ParityReport, ParityUnavailable, check_parity, parity_images
 from efficientformer.export.quantize import (
-    DEFAULT_CALIB_COUNT, CalibrationWarning, Int8Export, Int8Report, calibration_images, quantize_executorch, quantize_onnx,
+    DEFAULT_CALIB_COUNT,
+    CalibrationWarning,
+    Int8Export,
+    Int8Report,
+    calibration_images,
+    quantize_executorch,
+    quantize_onnx,
 )
 from efficientformer.export.tflite import TfliteExport, check_tflite_parity, export_tflite
-
 
 # Default parity tolerance of a file exported with an opt-in approximation (models.fuse.APPROXIMATIONS):
 # tanh-GELU moves random-weight S0/S1/L logits by 1e-3..3e-3 against exact eager.

@@ -11,7 +11,7 @@ Batch: by default the file takes exactly one image (static batch 1, what a phone
 `dynamic_batch=True` gives a bounded dynamic batch 1..`max_batch`: ExecuTorch plans its memory for
 the upper bound, so an unbounded batch does not exist. Image size and class count are fixed.
 
-Talking heads (SPEC 1.5 step 6) must not be 1x1 convs in the exported graph: ExecuTorch 1.5's
+Talking heads (docs/model.md, Blocks step 6) must not be 1x1 convs in the exported graph: ExecuTorch 1.5's
 XNNPACK lowering gives wrong results for a 1x1 conv whose output feeds a softmax over the last axis
 (max logit error ~0.1-0.4 on random weights); `layers.TalkingHead` computes them as a matmul over the
 head axis, which lowers correctly, and the parity check here catches that class of bug.

@@ -142,7 +142,8 @@ def read_precision(ov_model: Any, path: str | os.PathLike) -> str:
         return DEFAULT_PRECISION
     precision = ov_model.get_rt_info(_RT_INFO_PRECISION).astype(str)
     if precision not in PRECISIONS:
-        raise ValueError(f"{path}: rt_info efficientformer/precision is {precision!r}, not one of {', '.join(PRECISIONS)}")
+        raise ValueError(f"{path}: rt_info efficientformer/precision is {precision!r}, "
+                         f"not one of {', '.join(PRECISIONS)}")
     return precision
 
 

@@ -122,7 +122,8 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, *, atol: float
     reference = np.asarray(reference, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
     if reference.shape != candidate.shape:
-        raise ValueError(f"output shapes differ: {candidate.shape} from {runtime}, {reference.shape} from eager PyTorch")
+        raise ValueError(f"output shapes differ: {candidate.shape} from {runtime}, "
+                         f"{reference.shape} from eager PyTorch")
     diff = np.abs(reference - candidate)
     max_diff = float(diff.max()) if diff.size else 0.0
     if diff.size and not np.isfinite(candidate).all():
@@ -178,5 +179,5 @@ def check_parity(model: nn.Module, run: Callable[[np.ndarray], np.ndarray], imag
     return report
 
 
-__all__ = ["DEFAULT_NUM_SYNTHETIC", "ParityError", "ParityReport", "ParityUnavailable", "check_parity", "compare_outputs",
-           "eager_outputs", "parity_images", "require", "synthetic_images"]
+__all__ = ["DEFAULT_NUM_SYNTHETIC", "ParityError", "ParityReport", "ParityUnavailable", "check_parity",
+           "compare_outputs", "eager_outputs", "eval_crop_pct", "parity_images", "synthetic_images"]

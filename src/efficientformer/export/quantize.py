@@ -45,7 +45,12 @@ from efficientformer.export import executorch as et
 from efficientformer.export import onnx as onnx_export
 from efficientformer.export.common import export_image_size
 from efficientformer.export.parity import (
-    ParityError, ParityReport, compare_outputs, eager_outputs, eval_crop_pct, parity_images,
+    ParityError,
+    ParityReport,
+    compare_outputs,
+    eager_outputs,
+    eval_crop_pct,
+    parity_images,
 )
 from efficientformer.utils import atomic_write, require
 
@@ -230,7 +235,8 @@ def _finish(model: nn.Module, path: Path, format: str, artifact: Any, fp32_path:
 
 
 def quantize_executorch(model: nn.Module, path: str | os.PathLike, img_size: int | tuple[int, int] | None = None,
-                        dynamic_batch: bool = False, max_batch: int = et.DEFAULT_MAX_BATCH, *, calib: CalibSource = None,
+                        dynamic_batch: bool = False, max_batch: int = et.DEFAULT_MAX_BATCH, *,
+                        calib: CalibSource = None,
                         calib_count: int = DEFAULT_CALIB_COUNT, check: bool = True, min_top1: float = DEFAULT_MIN_TOP1,
                         max_relative_error: float = DEFAULT_MAX_RELATIVE_ERROR) -> Int8Export:
     """Write an int8 ExecuTorch program (PT2E + XNNPACK quantizer, per-channel symmetric) and check it.
@@ -247,7 +253,8 @@ def quantize_executorch(model: nn.Module, path: str | os.PathLike, img_size: int
     batch_range = et.batch_range_of(dynamic_batch, max_batch)
     with et.quiet_executorch():
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-            XNNPACKQuantizer, get_symmetric_quantization_config,
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
         )
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 

@@ -12,7 +12,7 @@ def relative_position_index(key_grid: tuple[int, int], query_stride: int = 1) ->
 
     Keys sit on the full `key_grid` (r0, r1); queries on the same grid subsampled by `query_stride`,
     so query (i, j) sits at key coordinates (s*i, s*j). The entry used is `|dr| * r1 + |dc|`
-    (SPEC 1.6/1.7: equal to the official first-appearance enumeration of offsets).
+    (docs/model.md, Relative-position bias: equal to the official first-appearance enumeration of offsets).
 
     Returns:
         int64 tensor of shape (Nq, Nk), Nq = ceil(r0/s) * ceil(r1/s), Nk = r0 * r1.
@@ -26,7 +26,8 @@ def relative_position_index(key_grid: tuple[int, int], query_stride: int = 1) ->
 
 
 def resample_bias_table(table: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
-    """Resize a (heads, r0*r1) table, viewed per head as an r0 x r1 image of |offsets|, bicubically (SPEC 2.5)."""
+    """Resize a (heads, r0*r1) table, viewed per head as an r0 x r1 image of |offsets|, bicubically
+    (docs/checkpoints.md, "Another resolution")."""
     heads, entries = table.shape
     if entries != old_grid[0] * old_grid[1]:
         raise ValueError(f"bias table has {entries} entries per head, expected {old_grid[0]}x{old_grid[1]}")

@@ -1,4 +1,4 @@
-"""EfficientFormerV2 blocks (SPEC 1.3-1.7): the one implementation used by the fixed models, the
+"""EfficientFormerV2 blocks (docs/model.md, Blocks): the one implementation used by the fixed models, the
 supernet and the export path. Module and parameter names follow timm's tree so timm checkpoints
 load with an identity key map.
 """
@@ -33,7 +33,7 @@ class Stem(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Unified FFN: 1x1 expand -> depthwise 3x3 -> 1x1 project, each conv followed by BN (SPEC 1.4)."""
+    """Unified FFN: 1x1 expand -> depthwise 3x3 -> 1x1 project, each conv followed by BN (docs/model.md, Blocks)."""
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
         super().__init__()
@@ -69,7 +69,7 @@ class _ScaledAttention(RelPosBias):
 
 
 class Attention2d(_ScaledAttention):
-    """MHSA with talking heads, local value injection and a learned relative-position bias (SPEC 1.5).
+    """MHSA with talking heads, local value injection and a learned relative-position bias (docs/model.md, Blocks).
 
     With `stride=2` (stage 3) the input is first reduced by a depthwise stride-2 ConvNorm and the
     output upsampled x2 back (stride attention).
@@ -162,7 +162,10 @@ class LocalGlobalQuery(nn.Module):
 
 
 class Attention2dDownsample(_ScaledAttention):
-    """The attention path of dual-path downsampling: queries on the half grid attend to the full grid (SPEC 1.7)."""
+    """The attention path of dual-path downsampling: queries on the half grid attend to the full grid.
+
+    See docs/model.md, Blocks.
+    """
 
     def __init__(self, dim: int, out_dim: int, grid: tuple[int, int], num_heads: int = 8, key_dim: int = 16,
                  attn_ratio: int = 4) -> None:

@@ -164,7 +164,7 @@ class ModelConfig:
         return tuple((math.ceil(self.img_size[0] / s), math.ceil(self.img_size[1] / s)) for s in STAGE_STRIDES)
 
     def has_attention_downsample(self, stage_index: int) -> bool:
-        """Whether the downsample before stage `stage_index` has the dual-path attention (before stage 4, `down_attn`)."""
+        """Whether the downsample before stage `stage_index` has the dual-path attention (stage 4, `down_attn`)."""
         return stage_index == ATTENTION_DOWNSAMPLE_STAGE and self.down_attn
 
     def downsample_layout(self, stage_index: int) -> DownsampleLayout | None:

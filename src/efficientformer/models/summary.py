@@ -1,4 +1,4 @@
-"""Parameter and MAC counts of a model, in total and per stage (SPEC 1.10-1.11)."""
+"""Parameter and MAC counts of a model, in total and per stage (docs/model.md, Counts)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class ModelSummary:
     Counted (torch FlopCounterMode, MACs = FLOPs / 2): convolutions, linears and matmuls, including
     the attention matmuls (Q.K, P.V) and the talking-head mixing. Not counted: BatchNorm, GELU,
     softmax, bias and residual adds, the bilinear upsample, average pooling and the bias gather;
-    with a fused model the folded BNs cost nothing anyway. This is SPEC 1.11's convention.
+    with a fused model the folded BNs cost nothing anyway. This is the convention of docs/model.md (Counts).
 
     Args:
         parts: params and MACs per top-level part: "stem", "stages.0".."stages.3" (each with its

@@ -1,4 +1,4 @@
-"""The published EfficientFormerV2 variants (SPEC 1.2) and a tiny config for tests and examples."""
+"""The published EfficientFormerV2 variants (docs/model.md, Variants) and a tiny config for tests and examples."""
 
 from __future__ import annotations
 

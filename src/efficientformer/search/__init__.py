@@ -1,8 +1,16 @@
-"""Architecture search (SPEC 5): the search space, the supernet, the latency lookup table and the slimming search."""
+"""Architecture search (docs/search.md): the space, the supernet, the latency lookup table and the slimming search."""
 
 from efficientformer.search.lut import LatencyTable, ParamCounter, build_lut, decompose
 from efficientformer.search.slimming import SlimResult, slim
-from efficientformer.search.space import DEFAULT_SPACE, SPACES, TINY_SPACE, SearchSpace, StageSpace, get_space, signature
+from efficientformer.search.space import (
+    DEFAULT_SPACE,
+    SPACES,
+    TINY_SPACE,
+    SearchSpace,
+    StageSpace,
+    get_space,
+    signature,
+)
 from efficientformer.search.supernet import Supernet, load_subnet_weights, load_supernet, recalibrate_bn, save_supernet
 
 __all__ = ["DEFAULT_SPACE", "SPACES", "TINY_SPACE", "LatencyTable", "ParamCounter", "SearchSpace", "SlimResult",

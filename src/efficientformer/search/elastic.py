@@ -3,7 +3,7 @@
 Every elastic class subclasses its plain class (`ElasticMlp(Mlp)`, `ElasticConv2d(nn.Conv2d)`, ...),
 is built at the largest sizes and keeps the plain parameter names, so a supernet state dict is a
 plain max-config state dict. A narrower layer uses the *leading slice* of each weight: the first
-`c` output channels, the first `c` input channels, the first `h` hidden channels (SPEC 5.1).
+`c` output channels, the first `c` input channels, the first `h` hidden channels (docs/search.md).
 
 Only the leaves slice (`ElasticConv2d`, `ElasticBatchNorm2d`, `ElasticLinear`,
 `ElasticLayerScale2d`). They read their input channels from the input; a full (non-depthwise)
@@ -17,7 +17,7 @@ switching each module's class to its elastic subclass (they add no parameters; t
 layers.sync_batchnorm.convert_sync_batchnorm). The supernet is built that way, so it has exactly the
 initialisation of the plain max-config model.
 
-Batch norm (a choice; SPEC 5.3): one BN per layer at the largest width, *sliced* like the convs,
+Batch norm (a choice; docs/search.md, Our choices): one BN per layer at the largest width, *sliced* like the convs,
 instead of the paper's switchable BN (one BN per width option). Switchable BN would need a BN per
 (width, ratio) pair and break the one-to-one parameter names with the plain model. Sliced
 statistics are wrong for every subnet but the one they were collected on, so:
@@ -140,7 +140,7 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         mean, var = self.running_mean[:channels], self.running_var[:channels]
         weight, bias = self.weight[:channels], self.bias[:channels]
         if self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            # Under DDP, statistics over the global batch like the job's SyncBN for plain layers (SPEC 4).
+            # Under DDP, statistics over the global batch like the job's SyncBN for plain layers (docs/training.md).
             if not update:
                 mean, var, factor = mean.clone(), var.clone(), 0.0
             return SyncBatchNormFunction.apply(x, weight, bias, mean, var, self.eps, factor)

@@ -1,4 +1,4 @@
-"""Latency lookup table (SPEC 5.1, 5.3): per-entry latencies measured on this machine, summed per subnet.
+"""Latency lookup table (docs/search.md): per-entry latencies measured on this machine, summed per subnet.
 
     table = build_lut(TINY_SPACE, "torch-fused", img_size=64, path="lut.json")   # resumable
     table = LatencyTable.load("lut.json")
@@ -235,5 +235,5 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
     return table
 
 
-__all__ = ["EntrySpec", "KINDS", "LatencyTable", "ParamCounter", "build_entry", "entry_params", "build_lut", "decompose", "example_input",
-           "space_entries"]
+__all__ = ["EntrySpec", "KINDS", "LatencyTable", "ParamCounter", "build_entry", "entry_params", "build_lut",
+           "decompose", "example_input", "space_entries"]

@@ -80,7 +80,9 @@ def _downsample_entry(down: DownsampleLayout) -> EntrySpec:
 def _block_entries(block: BlockLayout) -> list[EntrySpec]:
     """An attention block costs `attn` + `ffn`, an FFN-only block `ffn`."""
     ffn = EntrySpec("ffn", block.width, block.width, block.grid, hidden=block.hidden)
-    return [EntrySpec("attn", block.width, block.width, block.grid, stride=block.stride), ffn] if block.attention else [ffn]
+    if not block.attention:
+        return [ffn]
+    return [EntrySpec("attn", block.width, block.width, block.grid, stride=block.stride), ffn]
 
 
 def decompose(config: ModelConfig) -> list[EntrySpec]:

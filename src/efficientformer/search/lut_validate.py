@@ -216,9 +216,10 @@ def accuracy_report(rows: Sequence[ValidationRow], tolerance: float = TOLERANCE,
 def share_line(report: dict) -> str:
     """'17 of 24 networks (70.8%) within +-10% of their measured latency; mean error +6.6%'."""
     return (f"{report['within']} of {report['networks']} networks ({100 * report['share_within']:.1f}%) within "
-            f"+-{100 * report['tolerance']:g}% of their measured latency; mean error {100 * report['mean_error']:+.1f}%")
+            f"+-{100 * report['tolerance']:g}% of their measured latency; "
+            f"mean error {100 * report['mean_error']:+.1f}%")
 
 
 __all__ = ["CALIBRATION_SEED", "PUBLISHED", "VALIDATION_SEED", "ValidationRow", "calibrate_overhead",
-           "calibration_configs", "measure_modules", "measure_networks", "measure_with_entries", "summary_line", "validate_lut", "validation_configs",
-           "TOLERANCE", "accuracy_report", "share_line", "within_tolerance"]
+           "calibration_configs", "measure_modules", "measure_networks", "measure_with_entries", "summary_line",
+           "validate_lut", "validation_configs", "TOLERANCE", "accuracy_report", "share_line", "within_tolerance"]

@@ -38,8 +38,8 @@ from torch.utils.data import DataLoader, Subset
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
 from efficientformer.data.datasets import run_datasets
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
-from efficientformer.models.config import ModelConfig
 from efficientformer.factory import create_model, resolve_config
+from efficientformer.models.config import ModelConfig
 from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
 from efficientformer.models.registry import get as get_config
 from efficientformer.search.lut import LatencyTable, ParamCounter, build_lut

@@ -36,9 +36,10 @@ RUNTIMES = ("torch-eager", "torch-fused", "onnxruntime", "executorch", "openvino
 PACKAGES = {"onnxruntime": ("onnxruntime", "onnx", "onnxscript"), "executorch": ("executorch",),
             "openvino": ("openvino",)}
 # "cpu" is the calling thread's CPU time. With one intra-op thread all of torch's, onnxruntime's,
-# XNNPACK's (ExecuTorch) and OpenVINO's synchronous-inference work runs on the calling thread, so it equals the wall time of an idle machine, while on a shared,
-# loaded machine it leaves out the time other processes hold the core (wall time then inflates long
-# calls more than short ones and breaks additivity). "wall" is perf_counter.
+# XNNPACK's (ExecuTorch) and OpenVINO's synchronous-inference work runs on the calling thread, so it
+# equals the wall time of an idle machine, while on a shared, loaded machine it leaves out the time
+# other processes hold the core (wall time then inflates long calls more than short ones and breaks
+# additivity). "wall" is perf_counter.
 CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
 
 

@@ -1,4 +1,4 @@
-"""Supernet training: the sandwich rule with in-place distillation, as a TrainTask of the training job (SPEC 5.1).
+"""Supernet training: the sandwich rule with in-place distillation, as a TrainTask of the training job (docs/search.md).
 
     summary = train_supernet(TrainJob(output="runs/supernet", recipe=DEFAULT), TINY_SPACE)
     supernet = load_supernet("runs/supernet/supernet.safetensors")
@@ -8,7 +8,7 @@ Each step (paper, Algorithm 1) trains, on the same batch, the largest subnet, th
 The random subnets are drawn from a generator seeded by (seed, epoch, step), so a resumed run trains
 exactly the subnets an uninterrupted one would, on every process alike.
 
-Choices (SPEC 5.3 leaves them open; documented in the README):
+Choices (the paper leaves them open; docs/search.md, "Our choices", and the README):
 - in-place distillation (BigNAS, OFA): the largest subnet learns the labels (with the recipe's label
   smoothing and mixup targets); every other subnet learns the largest's softmax output on the same
   batch, detached (soft-target cross-entropy, temperature 1). `distill=False` trains all on labels;

@@ -1,4 +1,4 @@
-"""Fine-grained joint search by gradual slimming (paper section 4, SPEC 5.1).
+"""Fine-grained joint search by gradual slimming (paper section 4, docs/search.md).
 
     result = slim(space, accuracy_of, latency_of, params_of, target_latency_ms=3.0, target_params=3.5e6,
                   state_path="search/state.json")

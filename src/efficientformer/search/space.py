@@ -1,4 +1,4 @@
-"""The search space of the paper's fine-grained joint search (SPEC 5.1, 5.3) and how subnets map onto it.
+"""The search space of the paper's fine-grained joint search (docs/search.md) and how subnets map onto it.
 
     space = DEFAULT_SPACE                      # contains S0, S1, S2 and L
     space.max_config()                         # the supernet's architecture (= L's depths and widths)
@@ -10,7 +10,7 @@ trailing attention blocks (stages 3-4), with every other field (heads, key dims,
 taken from the space's base config. So a found architecture trains, exports and benches like any
 variant (`create_model(config)`).
 
-Choices (documented in the README; SPEC 5.3 leaves them open):
+Choices (the paper leaves them open; docs/search.md, "Our choices", and the README):
 - widths per stage from a grid (multiples of 8 or 16), ratios from a small set, depth from
   `min_depth..max_depth`, attention blocks from `min_attn..max_attn` (stages 3-4 only);
 - the supernet has `max_depth` blocks per stage, and the last `max_attn` of stages 3-4 carry an
@@ -139,7 +139,8 @@ class SearchSpace:
             depth = pick(range(space.min_depth, space.max_depth + 1))
             width = pick(space.widths)
             ratios = tuple(pick(space.ratios) for _ in range(depth))
-            stages.append(StageConfig(depth=depth, width=width, mlp_ratios=ratios, num_attn=pick(space.attn_range(depth))))
+            stages.append(StageConfig(depth=depth, width=width, mlp_ratios=ratios,
+                                      num_attn=pick(space.attn_range(depth))))
         return self.make_config(stages)
 
     # --- membership --------------------------------------------------------------------------------

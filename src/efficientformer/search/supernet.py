@@ -1,4 +1,4 @@
-"""The weight-sharing supernet: EfficientFormerV2 at the space's largest config, made elastic (SPEC 5.1).
+"""The weight-sharing supernet: EfficientFormerV2 at the space's largest config, made elastic (docs/search.md).
 
     supernet = Supernet(TINY_SPACE)
     supernet.set_active(supernet.sample(torch.Generator().manual_seed(0)))

@@ -1,4 +1,4 @@
-"""Training: recipes, losses and optimisation of the paper's recipe (SPEC 4)."""
+"""Training: recipes, losses and optimisation of the paper's recipe (docs/training.md)."""
 
 from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
 from efficientformer.train.optim import CosineSchedule, adaptive_clip_grad_, create_optimizer, param_groups

@@ -3,8 +3,16 @@
 This module stays only for train/evaluate.py until that file imports from data/; new code imports data.datasets.
 """
 
-from efficientformer.data.datasets import (DEFAULT_VAL_SPLIT, EVAL_CROP_PCT, SPLIT_SEED, RunData, eval_dataset,
-                                           run_datasets, split_digest, stratified_split)
+from efficientformer.data.datasets import (
+                                           DEFAULT_VAL_SPLIT,
+                                           EVAL_CROP_PCT,
+                                           SPLIT_SEED,
+                                           RunData,
+                                           eval_dataset,
+                                           run_datasets,
+                                           split_digest,
+                                           stratified_split,
+)
 
 __all__ = ["DEFAULT_VAL_SPLIT", "EVAL_CROP_PCT", "SPLIT_SEED", "RunData", "eval_dataset", "run_datasets",
            "split_digest", "stratified_split"]

@@ -1,4 +1,4 @@
-"""Exponential moving average of a model's weights (SPEC 4: decay 0.99996, kept and checkpointed)."""
+"""Exponential moving average of a model's weights (docs/training.md: decay 0.99996, kept and checkpointed)."""
 
 from __future__ import annotations
 

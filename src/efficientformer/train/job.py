@@ -35,8 +35,16 @@ from efficientformer.data.seeding import MIXUP_STREAM, sample_generator
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from efficientformer.factory import create_model
 from efficientformer.layers.sync_batchnorm import convert_sync_batchnorm
-from efficientformer.train.distributed import (DistInfo, all_reduce_min, all_reduce_sum, barrier, cleanup,
-                                               gather_strings, init_distributed, resolve_device)
+from efficientformer.train.distributed import (
+    DistInfo,
+    all_reduce_min,
+    all_reduce_sum,
+    barrier,
+    cleanup,
+    gather_strings,
+    init_distributed,
+    resolve_device,
+)
 from efficientformer.train.ema import ModelEma
 from efficientformer.train.loop import EvalResult, StepContext, evaluate, train_steps
 from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy

@@ -1,4 +1,4 @@
-"""Training criteria: (soft-target) cross-entropy with label smoothing, and DeiT-style distillation (SPEC 4)."""
+"""Training criteria: soft-target cross-entropy with label smoothing, DeiT-style distillation (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class SoftTargetCrossEntropy(nn.Module):
 
 
 class DistillationLoss(nn.Module):
-    """`(1 - alpha) * base(class head, targets) + alpha * distill(dist head, teacher)` (DeiT; SPEC 4).
+    """`(1 - alpha) * base(class head, targets) + alpha * distill(dist head, teacher)` (DeiT; docs/training.md).
 
     The model must return `(class_logits, dist_logits)` in training (EfficientFormerV2 does when
     built with `distillation=True` and `set_distilled_training(True)`). 'hard' trains the

@@ -1,9 +1,9 @@
-"""Optimisation pieces of the paper's recipe (SPEC 4): parameter groups, AdamW, warm-up + cosine, AGC.
+"""Optimisation pieces of the paper's recipe (docs/training.md): parameter groups, AdamW, warm-up + cosine, AGC.
 
 Weight decay: every 1-D parameter (BatchNorm affine, biases, layer scales of shape (C,)) and every
 name in `model.no_weight_decay()` (the relative-position bias tables) is exempt; everything else
 (conv and linear weights, talking-head weights) is decayed. This is timm's choice for this model;
-the official run also decayed the (C,1,1) layer scales and the 2-D bias tables (SPEC 4).
+the official run also decayed the (C,1,1) layer scales and the 2-D bias tables (docs/training.md).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
 
 
 def scaled_lr(lr_base: float, global_batch: int, lr_base_batch: int = 1024) -> float:
-    """The linear scaling rule: `lr_base` is the rate for `lr_base_batch` images per step (SPEC 4)."""
+    """The linear scaling rule: `lr_base` is the rate for `lr_base_batch` images per step (docs/training.md)."""
     if global_batch < 1:
         raise ValueError(f"global batch size must be positive, got {global_batch}")
     return lr_base * global_batch / lr_base_batch
@@ -91,7 +91,7 @@ def create_optimizer(model: nn.Module, lr: float, weight_decay: float, eps: floa
 
 @dataclass(frozen=True)
 class CosineSchedule:
-    """Linear warm-up from `warmup_lr` to `lr`, then cosine decay to `min_lr` at `epochs` (SPEC 4).
+    """Linear warm-up from `warmup_lr` to `lr`, then cosine decay to `min_lr` at `epochs` (docs/training.md).
 
     The schedule is a pure function of the (possibly fractional) epoch, so it needs no state to
     resume. As in DeiT/timm, the cosine runs over all `epochs` counted from 0 (the warm-up is not

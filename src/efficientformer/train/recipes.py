@@ -1,4 +1,4 @@
-"""Training recipes as typed, frozen configs: the paper's (SPEC 4), fine-tuning, and the embedded default.
+"""Training recipes as typed, frozen configs: the paper's (docs/training.md), fine-tuning, and the embedded default.
 
     recipe = get_recipe("paper-300ep").replace(batch_size=64, epochs=10)   # CLI flags override fields
     recipe.to_json()                                                        # saved with every run
@@ -141,7 +141,7 @@ class TrainRecipe:
         return cls.from_dict(json.loads(text))
 
 
-# The paper (SPEC 4): main.py defaults, hard distillation from RegNetY-16GF, fp32, AGC 0.01.
+# The paper (docs/training.md): main.py defaults, hard distillation from RegNetY-16GF, fp32, AGC 0.01.
 PAPER_300 = TrainRecipe(name="paper-300ep", epochs=300)
 PAPER_450 = TrainRecipe(name="paper-450ep", epochs=450)
 

@@ -32,12 +32,25 @@ from efficientformer.data.preprocess import load_image
 from efficientformer.data.seeding import sample_generator
 from efficientformer.factory import create_model, resolve_config
 from efficientformer.models.segmentation import Segmenter, SegmenterConfig
-from efficientformer.train.distributed import (all_reduce_sum, barrier, cleanup, convert_sync_batchnorm,
-                                               init_distributed, resolve_device)
+from efficientformer.train.distributed import (
+    all_reduce_sum,
+    barrier,
+    cleanup,
+    convert_sync_batchnorm,
+    init_distributed,
+    resolve_device,
+)
 from efficientformer.train.loop import StepContext, train_steps
 from efficientformer.train.optim import PolySchedule, create_optimizer
-from efficientformer.train.segmentation import (SegmentationTask, evaluate_segmentation, load_segmenter, overlay,
-                                                per_class_rows, predict_mask, save_segmenter)
+from efficientformer.train.segmentation import (
+    SegmentationTask,
+    evaluate_segmentation,
+    load_segmenter,
+    overlay,
+    per_class_rows,
+    predict_mask,
+    save_segmenter,
+)
 from efficientformer.train.state import Position, latest_state, load_state, prune_states, save_state
 from efficientformer.utils.io import atomic_write
 from efficientformer.utils.progress import progress_bar

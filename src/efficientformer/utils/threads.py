@@ -1,4 +1,4 @@
-"""torch's intra-op thread count for the length of a block (it is process-wide: measurements set it, then put it back)."""
+"""torch's intra-op thread count for the length of a block (process-wide: measurements set it, then put it back)."""
 
 from __future__ import annotations
 

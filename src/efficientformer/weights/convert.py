@@ -1,4 +1,4 @@
-"""Key layouts of EfficientFormerV2 checkpoints (SPEC 2.1-2.3) and conversion between them.
+"""Key layouts of EfficientFormerV2 checkpoints (docs/checkpoints.md) and conversion between them.
 
 Our state dict uses timm's names, so only the official layout needs renaming. Renaming works on
 key prefixes with one table per scope (top level, block, downsample, attention); each table is a
@@ -81,7 +81,8 @@ def official_to_ours(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
             index, rest = int(match.group(1)), match.group(2)
             if index % 2 == 0:
                 block, _, local = rest.partition(".")
-                new_key = f"stages.{index // 2}.blocks.{block}." + _rename(local, _BLOCK, False, f"network.{index}.{block}.")
+                renamed = _rename(local, _BLOCK, False, f"network.{index}.{block}.")
+                new_key = f"stages.{index // 2}.blocks.{block}." + renamed
             else:
                 table = _DOWNSAMPLE_ATTN if rest.startswith(("attn.", "conv.", "bn.")) else _DOWNSAMPLE
                 new_key = f"stages.{index // 2 + 1}.downsample." + _rename(rest, table, False, f"network.{index}.")

@@ -1,7 +1,7 @@
 """Known pretrained weights: where each file lives, what it is, how it was evaluated.
 
 Every variant has the authors' 450-epoch ImageNet-1k release (hard distillation from RegNetY-16GF)
-in two copies of the same tensors (SPEC 2.3): the official `.pth` on Google Drive and timm's
+in two copies of the same tensors (docs/checkpoints.md): the official `.pth` on Google Drive and timm's
 safetensors mirror on the Hugging Face hub. The hub copy is the default: it is a plain HTTPS file
 (no Drive confirmation page) and safetensors cannot carry code.
 
@@ -23,9 +23,9 @@ INTERPOLATION_MODES = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamm
 HF_URL = "https://huggingface.co/timm/{model}.snap_dist_in1k/resolve/main/model.safetensors"
 DRIVE_URL = "https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
 
-# Both heads, 1000 classes (SPEC 1.10); a test checks these against the built models.
+# Both heads, 1000 classes (docs/model.md, Counts); a test checks these against the built models.
 _NUM_PARAMS = {"s0": 3_600_256, "s1": 6_185_560, "s2": 12_710_112, "l": 26_322_288}
-# Official README, 450 epochs (its eval: crop 0.875 ... 0.95 depending on the copy, SPEC 4).
+# Official README, 450 epochs (its eval: crop 0.875 ... 0.95 depending on the copy, docs/training.md).
 _TOP1_OFFICIAL = {"s0": 76.2, "s1": 79.7, "s2": 82.0, "l": 83.5}
 # timm's results-imagenet.csv for the hub copy (crop 0.95, bicubic).
 _TOP1_TIMM = {"s0": 76.12, "s1": 79.68, "s2": 82.15, "l": 83.64}
