@@ -49,6 +49,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # two torchrun runs of 2 processes each; in CI's slow pass
 @pytest.mark.ddp
 def test_frozen_norm_eval_backbone_under_torchrun_with_syncbn(tmp_path):
     script = tmp_path / "backbone_ddp.py"

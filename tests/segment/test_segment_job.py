@@ -72,6 +72,7 @@ def test_a_bad_mask_stops_the_run_naming_it_or_is_skipped_and_listed(data, tmp_p
     assert (tmp_path / "lenient" / "skipped.txt").read_text().strip().endswith("04.png")
 
 
+@pytest.mark.slow  # a 2-process torchrun; in CI's slow pass
 @pytest.mark.ddp
 def test_two_processes_under_torchrun(data, tmp_path):
     import os

@@ -10,12 +10,12 @@ from typing import Any
 import safetensors
 from torch.utils.data import DataLoader
 
+from efficientformer.data.datasets import eval_dataset
 from efficientformer.data.embedded import DigitsDataset
 from efficientformer.data.folder import collate_skip_none
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
 from efficientformer.factory import create_model, data_config, load_model
-from efficientformer.train.datasets import eval_dataset
-from efficientformer.train.job import _device
+from efficientformer.train.distributed import resolve_device
 from efficientformer.train.loop import evaluate
 from efficientformer.train.report import plot_confusion, write_per_class
 from efficientformer.utils.io import atomic_write
@@ -66,7 +66,7 @@ def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | N
     Writes `summary.json`, `per_class.csv` and (up to 100 classes, with matplotlib) `confusion.png`
     into `output`; returns the summary.
     """
-    target = _device(device)
+    target = resolve_device(device)
     if Path(weights).is_file():
         net = load_model(weights, model=model, device=target)
     elif str(weights) in WEIGHTS:

@@ -3,11 +3,10 @@
     summary = run_training(TrainJob(output="runs/digits"))                    # the embedded default run
     summary = run_training(TrainJob(output="runs/flowers", data="~/flowers"))  # a folder of class folders
 
-Everything a run writes goes under `TrainJob.output`: `job.json` (the resolved job and recipe, the
-class names and how the data was split), `metrics.jsonl` (one line per epoch), `state_e*_s*.pt`
-(last K resumable states), `best.safetensors` and `last.safetensors` (weights + model config +
-class names, loadable with `load_model`), `skipped.txt` (unreadable images, with
-on_bad_image='skip') and `tb/` (TensorBoard, when installed).
+Everything a run writes goes under `TrainJob.output`: `job.json` (the resolved job and recipe, classes,
+the split), `metrics.jsonl` (one line per epoch), `state_e*_s*.pt` (last K resumable states),
+`best.safetensors` / `last.safetensors` (weights, config, class names: `load_model` reads them),
+`skipped.txt` (unreadable images, with on_bad_image='skip') and `tb/` (TensorBoard, when installed).
 """
 
 from __future__ import annotations
@@ -115,13 +114,9 @@ class TrainJob:
                 "recipe": self.recipe.to_dict()}
 
 
-_device = resolve_device  # the old private name, still imported by train/evaluate.py
-
-
 def run_training(job: TrainJob, *, model: nn.Module | None = None, task: TrainTask | None = None) -> dict[str, Any]:
-    """Train as `job` says; returns the final summary (also the last line of metrics.jsonl).
-
-    Under torchrun every process runs this; only rank 0 writes files.
+    """Train as `job` says; returns the final summary (the last line of metrics.jsonl). Under torchrun
+    every process runs this; only rank 0 writes files.
 
     Args:
         model: the network to train instead of building `job.model` (e.g. a search supernet): an
