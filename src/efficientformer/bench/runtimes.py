@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from efficientformer.export.runtimes import TimedCall, prepare
+from efficientformer.export.runtimes import TimedCall, prepare, torch_call
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,6 @@ def _images(batch: int, img_size: tuple[int, int]) -> torch.Tensor:
     # Fixed seed: every runtime and model sees the same kind of input.
     generator = torch.Generator().manual_seed(0)
     return torch.randn(batch, 3, *img_size, generator=generator)  # (B, 3, H, W)
-
-
-def torch_call(model: nn.Module, x: torch.Tensor) -> TimedCall:
-    """A timed callable running `model(x)` without autograd."""
-    def call() -> object:
-        with torch.inference_mode():
-            return model(x)
-    return call
 
 
 def _through_layer(runtime: str, channels_last: bool = False

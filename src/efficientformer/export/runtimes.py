@@ -37,7 +37,8 @@ RUNTIMES = ("torch-eager", "torch-fused", "torch-compile", "onnxruntime", "execu
 EXPORTED = ("onnxruntime", "executorch", "openvino")
 
 
-def _torch_call(module: nn.Module, example: torch.Tensor) -> TimedCall:
+def torch_call(module: nn.Module, example: torch.Tensor) -> TimedCall:
+    """A timed callable running `module(example)` without autograd."""
     def call() -> object:
         with torch.inference_mode():
             return module(example)
@@ -96,10 +97,10 @@ def prepare(module: nn.Module, example: torch.Tensor, runtime: str, *, threads: 
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if runtime == "torch-eager":
-        return _torch_call(module.eval(), example)
+        return torch_call(module.eval(), example)
     if runtime in ("torch-fused", "torch-compile"):
         fused = fuse(module, channels_last=channels_last, compile=runtime == "torch-compile", approximate=approximate)
-        return _torch_call(fused, example.contiguous(memory_format=torch.channels_last) if channels_last else example)
+        return torch_call(fused, example.contiguous(memory_format=torch.channels_last) if channels_last else example)
     fused = fuse(module, approximate=approximate).to(device="cpu", dtype=torch.float32)
     example = example.detach().to(device="cpu", dtype=torch.float32)
     if workdir is not None:
@@ -110,4 +111,4 @@ def prepare(module: nn.Module, example: torch.Tensor, runtime: str, *, threads: 
         return _LOWER[runtime](fused, example, threads, Path(temporary), name)
 
 
-__all__ = ["EXPORTED", "RUNTIMES", "TimedCall", "prepare"]
+__all__ = ["EXPORTED", "RUNTIMES", "TimedCall", "prepare", "torch_call"]
