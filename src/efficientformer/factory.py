@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from efficientformer.errors import ConfigError
 from efficientformer.models import registry
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
@@ -102,7 +103,7 @@ def _weights_path(pretrained: str | os.PathLike | bool, config: ModelConfig) -> 
         pretrained = default_weights(config.name).tag
     tag = str(pretrained)
     if tag in WEIGHTS and WEIGHTS[tag].model != config.name:
-        raise ValueError(f"weights {tag!r} are for {WEIGHTS[tag].model}, not {config.name}")
+        raise ConfigError(f"weights {tag!r} are for {WEIGHTS[tag].model}, not {config.name}")
     return resolve_weights(tag)
 
 
@@ -193,7 +194,7 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
         (source layout, destination layout).
     """
     if to not in LAYOUTS:
-        raise ValueError(f"--to must be one of {', '.join(LAYOUTS)}, got {to!r}")
+        raise ConfigError(f"--to must be one of {', '.join(LAYOUTS)}, got {to!r}")
     checkpoint = read_checkpoint(source)
     metadata = None
     grids = None

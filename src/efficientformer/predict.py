@@ -18,6 +18,7 @@ from efficientformer.data.preprocess import (
     imagenet_class_names,
     load_image,
 )
+from efficientformer.errors import ConfigError, MissingFileError, UnknownNameError
 from efficientformer.factory import CHECKPOINT_SUFFIXES, create_model, data_config, load_model
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
@@ -53,7 +54,7 @@ def prepare_model(model: str | os.PathLike | ModelConfig | None = None,
             a new class count gets fresh heads).
     """
     if model is None and weights is None:
-        raise ValueError("give a model (name, alias or config JSON) and/or weights (a checkpoint file or weight tag)")
+        raise ConfigError("give a model (name, alias or config JSON) and/or weights (a checkpoint file or weight tag)")
     overrides = {key: value for key, value in (("num_classes", num_classes), ("img_size", img_size))
                  if value is not None}
     if weights is None:
@@ -66,11 +67,11 @@ def prepare_model(model: str | os.PathLike | ModelConfig | None = None,
             return create_model(config, pretrained=path, device=device, **overrides).eval(), True
         return load_model(path, model=model, device=device), True
     if os.sep in text or "/" in text or text.endswith(CHECKPOINT_SUFFIXES):
-        raise FileNotFoundError(f"weights file {path} does not exist")
+        raise MissingFileError(f"weights file {path} does not exist")
     if model is None:
         if text not in WEIGHTS:
-            raise KeyError(f"weights {text!r} are neither a file nor a known weight tag "
-                           f"(known tags: {', '.join(WEIGHTS) or 'none'})")
+            raise UnknownNameError(f"weights {text!r} are neither a file nor a known weight tag "
+                                   f"(known tags: {', '.join(WEIGHTS) or 'none'})")
         model = WEIGHTS[text].model
     return create_model(model, pretrained=text, device=device, **overrides).eval(), True
 
@@ -106,14 +107,14 @@ def predict(model: EfficientFormerV2, images: Sequence[str | os.PathLike | Image
     if isinstance(images, (str, os.PathLike, Image.Image)):
         images = [images]
     if getattr(model, "features_only", False) or model.num_classes == 0:
-        raise ValueError("predict needs a model with a classifier head (num_classes > 0, not features_only)")
+        raise ConfigError("predict needs a model with a classifier head (num_classes > 0, not features_only)")
     if topk < 1:
-        raise ValueError(f"topk must be >= 1, got {topk}")
+        raise ConfigError(f"topk must be >= 1, got {topk}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     names = list(names) if names is not None else class_names(model.num_classes)
     if len(names) != model.num_classes:
-        raise ValueError(f"{len(names)} class names given for a model with {model.num_classes} classes")
+        raise ConfigError(f"{len(names)} class names given for a model with {model.num_classes} classes")
     k = min(topk, model.num_classes)
     config = data_config(model)
     crop_pct = config.crop_pct if crop_pct is None else crop_pct

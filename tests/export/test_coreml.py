@@ -13,6 +13,7 @@ ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pi
 
 import efficientformer
 from efficientformer.cli import main
+from efficientformer.errors import UnavailableError
 from efficientformer.export import ParityUnavailable, export_model, parity_images
 from efficientformer.export.coreml import check_coreml_parity, inspect_coreml, load_runner
 from support import randomize_
@@ -61,7 +62,7 @@ def test_parity_is_unavailable_off_macos_with_the_reason(tiny, tiny_package):
     assert tiny_package.parity is None and "only on macOS" in tiny_package.parity_unavailable
     with pytest.raises(ParityUnavailable, match=f"this is {sys.platform}.*checked structurally"):
         check_coreml_parity(tiny, tiny_package.artifact.path)
-    with pytest.raises(RuntimeError, match="only on macOS"):
+    with pytest.raises(UnavailableError, match="only on macOS"):
         load_runner(tiny_package.artifact.path)
 
 

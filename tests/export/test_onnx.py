@@ -18,6 +18,7 @@ pytest.importorskip("onnxscript", reason="onnxscript is not installed (pip insta
 
 import efficientformer
 from efficientformer.cli import main
+from efficientformer.errors import MissingDependencyError
 from efficientformer.export import (
     DEFAULT_OPSET,
     FORMATS,
@@ -134,7 +135,7 @@ def test_parity_pieces():
     assert not nan.passed
     flipped = compare_outputs(reference, np.array([[1.0, 0.0], [2.0, 0.0]]), atol=1.5, format="onnx", runtime="x")
     assert flipped.passed and flipped.top1_agreement == 0.5 and flipped.max_abs_diff == 1.0
-    with pytest.raises(RuntimeError, match=r"pip install 'efficientformer\[onnx\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'efficientformer\[onnx\]'"):
         require("no_such_runtime_module", "onnx")
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from efficientformer.utils import require, write_csv, write_json
+from efficientformer.errors import MissingDependencyError, MissingFileError, WriteError
+from efficientformer.utils import atomic_write, require, write_csv, write_json
 
 
 def test_write_json_is_indented_with_a_final_newline_and_converts_with_default(tmp_path):
@@ -30,5 +34,29 @@ def test_write_csv_takes_the_union_of_the_keys_in_order(tmp_path):
 
 def test_require_names_the_extra():
     assert require("json", "none") is json
-    with pytest.raises(RuntimeError, match=r"no_such_module_xyz is not installed .*efficientformer\[onnx\]"):
+    with pytest.raises(MissingDependencyError, match=r"no_such_module_xyz is not installed .*efficientformer\[onnx\]"):
         require("no_such_module_xyz", "onnx")
+    with pytest.raises(ImportError):  # a program's own `except ImportError` still catches it
+        require("no_such_module_xyz", "onnx")
+
+
+def test_a_full_disk_is_a_write_error_naming_the_file_and_other_errors_pass_through(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(WriteError, match=f"cannot write {target}: No space left on device"):
+        with atomic_write(target):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(OSError) as caught, atomic_write(target):  # not a write problem: left as it was
+        raise ConnectionResetError(errno.ECONNRESET, "reset by peer")
+    assert type(caught.value) is ConnectionResetError
+    with pytest.raises(MissingFileError, match="directory .*nowhere does not exist"):
+        write_json(tmp_path / "nowhere" / "a.json", {})
+    assert list(tmp_path.iterdir()) == []  # no temporary file is left behind
+
+
+def test_an_unwritable_directory_is_a_write_error(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'a.csv'}: Permission denied"):
+        write_csv([{"a": 1}], tmp_path / "a.csv")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from efficientformer.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class MESConstants:
@@ -33,10 +35,10 @@ class MESConstants:
     def __post_init__(self) -> None:
         for name in ("score", "params_unit", "latency_unit_ms"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"MESConstants.{name} must be positive, got {getattr(self, name)!r}")
+                raise ConfigError(f"MESConstants.{name} must be positive, got {getattr(self, name)!r}")
         for name in ("params_alpha", "latency_alpha"):
             if getattr(self, name) < 0:
-                raise ValueError(f"MESConstants.{name} must be >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"MESConstants.{name} must be >= 0, got {getattr(self, name)!r}")
 
     def relative_to(self, params: float, latency_ms: float) -> MESConstants:
         """The same importances with a reference model's params and latency as units (it scores `score`)."""
@@ -49,7 +51,7 @@ PAPER_MES = MESConstants()
 def mobile_efficiency_score(params: float, latency_ms: float, constants: MESConstants = PAPER_MES) -> float:
     """MES of a model with `params` parameters and `latency_ms` latency; higher is better."""
     if params <= 0 or latency_ms <= 0:
-        raise ValueError(f"MES needs positive params and latency, got params={params!r}, latency_ms={latency_ms!r}")
+        raise ConfigError(f"MES needs positive params and latency, got params={params!r}, latency_ms={latency_ms!r}")
     return (constants.score * (params / constants.params_unit) ** -constants.params_alpha
             * (latency_ms / constants.latency_unit_ms) ** -constants.latency_alpha)
 

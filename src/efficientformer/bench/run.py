@@ -33,6 +33,7 @@ from efficientformer.bench.measure import measure_isolated, measure_runtime
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
 from efficientformer.bench.runtimes import DEFAULT_RUNTIMES, RUNTIMES, unavailable, versions
 from efficientformer.bench.timing import Timing
+from efficientformer.errors import ConfigError, UnknownNameError
 from efficientformer.factory import create_model, resolve_config
 from efficientformer.models.fuse import APPROXIMATIONS, fuse
 from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
@@ -87,22 +88,22 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if not self.models:
-            raise ValueError("BenchConfig.models is empty")
+            raise ConfigError("BenchConfig.models is empty")
         for name in ("batch", "repeats", "num_classes"):
             if getattr(self, name) < 1:
-                raise ValueError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+                raise ConfigError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.throughput_batch is not None and self.throughput_batch < 1:
-            raise ValueError(f"BenchConfig.throughput_batch must be >= 1, got {self.throughput_batch!r}")
+            raise ConfigError(f"BenchConfig.throughput_batch must be >= 1, got {self.throughput_batch!r}")
         if self.warmup < 0:
-            raise ValueError(f"BenchConfig.warmup must be >= 0, got {self.warmup!r}")
+            raise ConfigError(f"BenchConfig.warmup must be >= 0, got {self.warmup!r}")
         self.thread_counts  # validates
         unknown = [name for name in self.approximate if name not in APPROXIMATIONS]
         if unknown:
-            raise ValueError(f"BenchConfig.approximate: unknown {', '.join(unknown)}; "
-                             f"known: {', '.join(APPROXIMATIONS)}")
+            raise ConfigError(f"BenchConfig.approximate: unknown {', '.join(unknown)}; "
+                              f"known: {', '.join(APPROXIMATIONS)}")
         for name in self.runtimes or ():
             if name not in RUNTIMES:
-                raise ValueError(f"BenchConfig.runtimes: unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+                raise ConfigError(f"BenchConfig.runtimes: unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
 
     @property
     def thread_counts(self) -> tuple[int, ...]:
@@ -114,7 +115,7 @@ class BenchConfig:
         else:
             counts = tuple(self.threads)
         if not counts or min(counts) < 1:
-            raise ValueError(f"BenchConfig.threads must be positive counts, got {self.threads!r}")
+            raise ConfigError(f"BenchConfig.threads must be positive counts, got {self.threads!r}")
         return tuple(dict.fromkeys(counts))
 
     @property
@@ -208,7 +209,7 @@ def _constructor(name: str, img_size: tuple[int, int], num_classes: int
     try:
         config = resolve_config(name)
     except KeyError as error:
-        raise KeyError(f"{error.args[0]}; or {', '.join(WIDTH_MULTIPLIERS)}") from None
+        raise UnknownNameError(f"{error.args[0]}; or {', '.join(WIDTH_MULTIPLIERS)}") from None
     return (config.name, config.name.removeprefix("efficientformerv2_").upper(), "efficientformerv2",
             lambda: create_model(config, img_size=img_size, num_classes=num_classes).eval())
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from efficientformer.errors import ConfigError, UnknownNameError
 from efficientformer.export.runtimes import TimedCall, prepare, torch_call
 
 
@@ -105,7 +106,7 @@ DEFAULT_RUNTIMES = ("torch-eager", "torch-fused", "onnxruntime", "executorch", "
 def unavailable(name: str) -> str | None:
     """Why runtime `name` cannot run here (a missing package or exporter), or None when it can."""
     if name not in RUNTIMES:
-        raise KeyError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+        raise UnknownNameError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
     runtime = RUNTIMES[name]
     for package in runtime.packages:
         try:
@@ -135,7 +136,7 @@ def set_threads(threads: int | None) -> int:
     if threads is None:
         threads = os.cpu_count() or 1
     if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise ConfigError(f"threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     return threads
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from efficientformer.errors import ConfigError
 from efficientformer.utils.progress import progress_bar
 
 
@@ -100,9 +101,9 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3
             so that a collection does not land inside one callable's time.
     """
     if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup!r}")
+        raise ConfigError(f"warmup must be >= 0, got {warmup!r}")
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
+        raise ConfigError(f"repeats must be >= 1, got {repeats!r}")
     names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in names}
     if not names:

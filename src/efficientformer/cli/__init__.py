@@ -12,13 +12,14 @@ import importlib
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from efficientformer.weights.checkpoint import CheckpointError
+from efficientformer.errors import UserError
 
 COMMANDS: dict[str, str] = {
     "list": "efficientformer.cli.list_models",
@@ -36,8 +37,10 @@ COMMANDS: dict[str, str] = {
     "bench": "efficientformer.cli.bench",
 }
 
-# Library errors shown as one red line (exit code 2); anything else is a bug and keeps its traceback.
-USER_ERRORS = (CheckpointError, ValueError, KeyError, FileNotFoundError, OSError, RuntimeError)
+# Exit codes: 0 done; 1 a command's negative result (parity failed, targets missed) or a bug; 2 bad usage or input.
+EXIT_USER_ERROR = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
 
 # Piped output is read by people too (logs, CI): give tables room instead of the 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -105,34 +108,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _message(error: BaseException) -> str:
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
-    return str(error) or type(error).__name__
+def report_bug(error: BaseException) -> None:
+    """The traceback of an unexpected exception on stderr, and a line saying that it is a bug to report."""
+    from efficientformer import __version__
+
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    err_console.print(f"[bold red]bug:[/] [red]{escape(type(error).__name__)} is not an error in what you gave: it "
+                      f"is a bug in efficientformer {__version__}. Please report it to the project's issue tracker "
+                      f"with the command line and the traceback above.[/]", soft_wrap=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the process exit code (0 ok, 2 usage or input error)."""
+    """Run one command; returns the process exit code (see EXIT_*).
+
+    A `UserError` (efficientformer.errors) is printed as one red line, exit code 2; any other
+    exception is a bug: its traceback and a line asking for a report, exit code 1. `--debug`
+    lets every exception propagate with its traceback.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 2
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USER_ERROR
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     try:
         with library_logging():
             return int(args.run(args) or 0)
-    except USER_ERRORS as error:
-        if args.debug:
-            raise
-        err_console.print(f"[bold red]error:[/] [red]{escape(_message(error))}[/]", soft_wrap=True)
-        return 2
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]")
-        return 130
+        return EXIT_INTERRUPTED
+    except UserError as error:
+        if args.debug:
+            raise
+        err_console.print(f"[bold red]error:[/] [red]{escape(str(error) or type(error).__name__)}[/]", soft_wrap=True)
+        return EXIT_USER_ERROR
+    except Exception as error:  # noqa: BLE001 (anything else is a bug: shown in full, never as a one-liner)
+        if args.debug:
+            raise
+        report_bug(error)
+        return EXIT_BUG
 
 
-__all__ = ["COMMANDS", "ConsoleLogHandler", "build_parser", "console", "err_console", "library_logging", "main",
-           "print_json", "warn"]
+__all__ = ["COMMANDS", "EXIT_BUG", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "ConsoleLogHandler", "build_parser",
+           "console", "err_console", "library_logging", "main", "print_json", "report_bug", "warn"]

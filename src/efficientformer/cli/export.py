@@ -10,6 +10,7 @@ from rich.table import Table
 
 from efficientformer.cli import console, err_console, print_json, warn
 from efficientformer.cli.info import image_size
+from efficientformer.errors import ConfigError
 from efficientformer.export import (
     DEFAULT_CALIB_COUNT,
     FORMATS,
@@ -136,12 +137,12 @@ def run(args: argparse.Namespace) -> int:
     options = {"opset": args.opset} if args.opset is not None else {}
     if args.precision is not None:
         if args.format not in PRECISION_FORMATS:
-            raise ValueError(f"--precision applies to --format {' and '.join(PRECISION_FORMATS)}, not {args.format}")
+            raise ConfigError(f"--precision applies to --format {' and '.join(PRECISION_FORMATS)}, not {args.format}")
         options["precision"] = args.precision
     if args.approximate is not None:
         if args.format not in APPROXIMATE_FORMATS or args.int8:
-            raise ValueError(f"--approximate applies to fp32 --format {' and '.join(APPROXIMATE_FORMATS)}, "
-                             f"not {args.format}{' --int8' if args.int8 else ''}")
+            raise ConfigError(f"--approximate applies to fp32 --format {' and '.join(APPROXIMATE_FORMATS)}, "
+                              f"not {args.format}{' --int8' if args.int8 else ''}")
         options["approximate"] = (args.approximate,)
     if args.int8 and args.calib is None:
         warn("no --calib given: calibrating int8 on the 4 built-in parity images; pass a folder of real images")

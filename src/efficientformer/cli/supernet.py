@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from efficientformer.cli import console
 from efficientformer.cli import train as train_cli
+from efficientformer.errors import ConfigError
 from efficientformer.factory import resolve_config
 from efficientformer.search.sandwich import SUPERNET_FILE, train_supernet
 from efficientformer.search.space import SPACES, get_space
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     if args.model is not None:
-        raise ValueError("supernet train takes the architecture from --space, not --model")
+        raise ConfigError("supernet train takes the architecture from --space, not --model")
     recipe = train_cli.recipe_from_args(args)
     fields = {f.name for f in dataclasses.fields(TrainJob)} - {"recipe", "model", "pretrained"}
     values = {name: getattr(args, _ARG_NAMES.get(name, name)) for name in fields

@@ -12,6 +12,7 @@ from rich.markup import escape
 from efficientformer.cli import console
 from efficientformer.data.datasets import DEFAULT_VAL_SPLIT
 from efficientformer.data.folder import BAD_IMAGE_POLICIES
+from efficientformer.errors import ConfigError
 from efficientformer.train.job import TrainJob, run_training
 from efficientformer.train.recipes import RECIPES, TrainRecipe, get_recipe
 
@@ -75,7 +76,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
+            raise ConfigError(f"--set expects FIELD=VALUE, got {item!r}")
         try:
             changes[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -25,6 +25,7 @@ from torch.utils.data import Subset
 
 from efficientformer.data.embedded import DigitsDataset
 from efficientformer.data.folder import BAD_IMAGE_POLICIES, ImageFolder, find_samples
+from efficientformer.errors import BadFileError, ConfigError
 
 SPLIT_SEED = 0
 EVAL_CROP_PCT = 0.875  # validation centre crop for image folders; the embedded digits are used uncropped
@@ -60,7 +61,7 @@ def stratified_split(samples: list[tuple[str, int]], root: str | os.PathLike,
         fraction: share of each class held out, in (0, 1).
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"val_split must be in (0, 1), got {fraction}")
+        raise ConfigError(f"val_split must be in (0, 1), got {fraction}")
     root = Path(root)
     by_class: dict[int, list[int]] = {}
     for index, (_, label) in enumerate(samples):
@@ -101,10 +102,10 @@ def run_datasets(data: str | os.PathLike | None, *, img_size: int, val_data: str
         on_bad_image: 'error' or 'skip' (data.folder.ImageFolder).
     """
     if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
+        raise ConfigError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
     if data is None:
         if val_data is not None:
-            raise ValueError("val_data needs data: the embedded digits come with their own validation split")
+            raise ConfigError("val_data needs data: the embedded digits come with their own validation split")
         train, val = DigitsDataset("train", img_size), DigitsDataset("val", img_size)
         return RunData(train, val, DigitsDataset.classes, None,
                        {"train": "embedded digits (train split)", "val": "embedded digits (val split)",
@@ -119,8 +120,8 @@ def run_datasets(data: str | os.PathLike | None, *, img_size: int, val_data: str
     else:
         train_idx, val_idx = stratified_split(folder.samples, _root_of(source), val_split)
         if not val_idx:
-            raise ValueError(f"{source}: no class has two or more images, so nothing can be held out for "
-                             f"validation; give validation images (--val-data)")
+            raise BadFileError(f"{source}: no class has two or more images, so nothing can be held out for "
+                               f"validation; give validation images (--val-data)")
         train, val = Subset(folder, train_idx), Subset(folder, val_idx)
         describe.update(val=f"held out from {source}", val_split=val_split, split_seed=SPLIT_SEED,
                         split_digest=split_digest(folder.samples, val_idx, _root_of(source)))
@@ -140,17 +141,17 @@ def eval_dataset(data: str | os.PathLike, classes: tuple[str, ...] | None, num_c
     if classes is None:
         dataset = ImageFolder(source, on_bad_image=on_bad_image)
         if len(dataset.classes) != num_classes:
-            raise ValueError(f"{what} predicts {num_classes} classes but {source} has {len(dataset.classes)}")
+            raise ConfigError(f"{what} predicts {num_classes} classes but {source} has {len(dataset.classes)}")
         return dataset
     if len(classes) != num_classes:
-        raise ValueError(f"{what} predicts {num_classes} classes but its run names {len(classes)}")
+        raise ConfigError(f"{what} predicts {num_classes} classes but its run names {len(classes)}")
     if source.is_dir():
         own, _ = find_samples(source)
         unknown = [name for name in own if name not in classes]
         if unknown:
             shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
-            raise ValueError(f"{source} has class folder(s) {', '.join(map(repr, unknown))} that {what} was not "
-                             f"trained on (its classes: {shown})")
+            raise ConfigError(f"{source} has class folder(s) {', '.join(map(repr, unknown))} that {what} was not "
+                              f"trained on (its classes: {shown})")
     return ImageFolder(source, classes=classes, on_bad_image=on_bad_image)
 
 

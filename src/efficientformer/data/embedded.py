@@ -12,6 +12,8 @@ import functools
 import numpy as np
 from PIL import Image
 
+from efficientformer.errors import ConfigError, MissingDependencyError
+
 DIGITS_CLASSES = tuple(str(i) for i in range(10))
 
 
@@ -20,8 +22,8 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise ImportError("the embedded default dataset needs scikit-learn: pip install 'efficientformer[demo]' "
-                          "(or pass --data DIR)") from None
+        raise MissingDependencyError("the embedded default dataset needs scikit-learn: pip install "
+                                     "'efficientformer[demo]' (or pass --data DIR)") from None
     digits = load_digits()
     return digits.images.astype(np.float32), digits.target.astype(np.int64)  # (N, 8, 8) in [0, 16], (N,)
 
@@ -50,7 +52,7 @@ class DigitsDataset:
 
     def __init__(self, split: str = "train", size: int = 64, val_fraction: float = 0.2) -> None:
         if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+            raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
         images, labels = _digits()
         train, val = _split(labels, val_fraction)
         self.indices = train if split == "train" else val

@@ -41,6 +41,7 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from efficientformer.data.preprocess import ImageError, load_image
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 HEADER_PATHS = ("path", "file", "filename", "file_name", "filepath", "image", "image_path", "img")
@@ -90,24 +91,24 @@ def scan_folder(root: str | os.PathLike, classes: Sequence[str] | None = None) -
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist" if not root.exists()
-                                else f"{root} is not a folder")
+        raise MissingFileError(f"image folder {root} does not exist" if not root.exists()
+                               else f"{root} is not a folder")
     with os.scandir(root) as entries:
         folders = sorted(entry.name for entry in entries if entry.is_dir() and not entry.name.startswith("."))
     if not folders:
-        raise ValueError(f"image folder {root} has no class folders (expected one subfolder of images per class)")
+        raise BadFileError(f"image folder {root} has no class folders (expected one subfolder of images per class)")
     classes = tuple(folders) if classes is None else tuple(classes)
     class_to_idx = {name: index for index, name in enumerate(classes)}
     unknown = [name for name in folders if name not in class_to_idx]
     if unknown:
-        raise ValueError(f"image folder {root}: class folder(s) {', '.join(map(repr, unknown))} are not among the "
-                         f"{len(classes)} given classes")
+        raise ConfigError(f"image folder {root}: class folder(s) {', '.join(map(repr, unknown))} are not among the "
+                          f"{len(classes)} given classes")
     samples: list[Sample] = []
     for name in folders:
         paths = _images_under(root / name)
         if not paths:
-            raise ValueError(f"class folder {root / name} has no images (looked for {' '.join(IMAGE_EXTENSIONS)}, "
-                             f"hidden files ignored)")
+            raise BadFileError(f"class folder {root / name} has no images (looked for {' '.join(IMAGE_EXTENSIONS)}, "
+                               f"hidden files ignored)")
         samples.extend((path, class_to_idx[name]) for path in paths)
     return classes, samples
 
@@ -125,7 +126,7 @@ def read_list(path: str | os.PathLike, classes: Sequence[str] | None = None) -> 
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"list file {path} does not exist")
+        raise MissingFileError(f"list file {path} does not exist")
     reader = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline=""), skipinitialspace=True)
     rows: list[tuple[int, str, str]] = []  # (line number, path, label)
     first = True
@@ -138,10 +139,10 @@ def read_list(path: str | os.PathLike, classes: Sequence[str] | None = None) -> 
             continue
         first = False
         if len(fields) != 2 or not fields[0] or not fields[1]:
-            raise ValueError(f"{path}, line {reader.line_num}: expected 'path,label', got {','.join(row)!r}")
+            raise BadFileError(f"{path}, line {reader.line_num}: expected 'path,label', got {','.join(row)!r}")
         rows.append((reader.line_num, fields[0], fields[1]))
     if not rows:
-        raise ValueError(f"list file {path} lists no images")
+        raise BadFileError(f"list file {path} lists no images")
     labels = [label for _, _, label in rows]
     if classes is None:
         if all(re.fullmatch(r"\d+", label) for label in labels):
@@ -158,7 +159,7 @@ def read_list(path: str | os.PathLike, classes: Sequence[str] | None = None) -> 
             index = int(label)
         else:
             shown = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
-            raise ValueError(f"{path}, line {line}: unknown label {label!r} (classes: {shown})")
+            raise BadFileError(f"{path}, line {line}: unknown label {label!r} (classes: {shown})")
         samples.append((str(path.parent / file), index))  # an absolute `file` replaces the parent
     return classes, samples
 
@@ -171,7 +172,7 @@ def find_samples(source: str | os.PathLike,
         return scan_folder(source, classes)
     if source.is_file():
         return read_list(source, classes)
-    raise FileNotFoundError(f"image folder or list file {source} does not exist")
+    raise MissingFileError(f"image folder or list file {source} does not exist")
 
 
 class ImageFolder(Dataset):
@@ -188,7 +189,7 @@ class ImageFolder(Dataset):
     def __init__(self, source: str | os.PathLike, transform: Callable[[Image.Image], Any] | None = None, *,
                  classes: Sequence[str] | None = None, on_bad_image: str = "error") -> None:
         if on_bad_image not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
+            raise ConfigError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
         self.source = Path(source)
         self.transform = transform
         self.on_bad_image = on_bad_image

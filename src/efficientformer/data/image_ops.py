@@ -21,6 +21,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from efficientformer.errors import ConfigError
+
 GEOMETRIC_INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 _SMOOTH_KERNEL = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0  # ImageFilter.SMOOTH
@@ -157,7 +159,7 @@ def affine(image: torch.Tensor, matrix: tuple[float, float, float, float, float,
         interpolation: one of GEOMETRIC_INTERPOLATIONS.
     """
     if interpolation not in GEOMETRIC_INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {', '.join(GEOMETRIC_INTERPOLATIONS)}, got {interpolation!r}")
+        raise ConfigError(f"interpolation must be one of {', '.join(GEOMETRIC_INTERPOLATIONS)}, got {interpolation!r}")
     _, height, width = image.shape
     a, b, c, d, e, f = (float(value) for value in matrix)
     ys = torch.arange(height, dtype=torch.float64).add_(0.5).view(height, 1)  # (H, 1) output pixel centres

@@ -21,6 +21,7 @@ from PIL import Image
 
 from efficientformer.data.folder import BAD_IMAGE_POLICIES, SkippedSample, is_image_file
 from efficientformer.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageError, load_image
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError
 
 IGNORE_INDEX = 255
 
@@ -29,10 +30,10 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
     """One class name per non-empty line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"class-name file {path} does not exist (one class name per line, in label order)")
+        raise MissingFileError(f"class-name file {path} does not exist (one class name per line, in label order)")
     names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     if not names:
-        raise ValueError(f"class-name file {path} lists no classes")
+        raise BadFileError(f"class-name file {path} lists no classes")
     return names
 
 
@@ -50,20 +51,20 @@ def find_pairs(root: str | os.PathLike, split: str | None = None) -> list[tuple[
         if split:
             image_dir, mask_dir = image_dir / split, mask_dir / split
         if not image_dir.is_dir() or not mask_dir.is_dir():
-            raise FileNotFoundError(f"{root} has no {image_dir.relative_to(root)}/ and {mask_dir.relative_to(root)}/ "
-                                    f"folders (expected images/ + annotations/ or masks/, or the VOC layout)")
+            raise MissingFileError(f"{root} has no {image_dir.relative_to(root)}/ and {mask_dir.relative_to(root)}/ "
+                                   f"folders (expected images/ + annotations/ or masks/, or the VOC layout)")
         stems = sorted(Path(name).stem for name in os.listdir(image_dir) if is_image_file(name))
     images = {Path(name).stem: image_dir / name for name in os.listdir(image_dir) if is_image_file(name)}
     pairs = []
     for stem in stems:
         if stem not in images:
-            raise FileNotFoundError(f"no image for {stem} in {image_dir}")
+            raise MissingFileError(f"no image for {stem} in {image_dir}")
         mask = mask_dir / f"{stem}.png"
         if not mask.is_file():
-            raise FileNotFoundError(f"image {images[stem]} has no mask {mask}")
+            raise MissingFileError(f"image {images[stem]} has no mask {mask}")
         pairs.append((str(images[stem]), str(mask)))
     if not pairs:
-        raise ValueError(f"{root}: no image/mask pairs found")
+        raise BadFileError(f"{root}: no image/mask pairs found")
     return pairs
 
 
@@ -82,11 +83,11 @@ class MaskFolder:
                  ignore_index: int = IGNORE_INDEX, reduce_zero_label: bool = False,
                  on_bad_image: str = "error") -> None:
         if on_bad_image not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
+            raise ConfigError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
         self.root = Path(root).expanduser()
         self.classes = tuple(classes) if classes is not None else read_class_names(self.root / "classes.txt")
         if ignore_index < len(self.classes) and ignore_index >= 0:
-            raise ValueError(f"ignore_index {ignore_index} is one of the {len(self.classes)} class indices")
+            raise ConfigError(f"ignore_index {ignore_index} is one of the {len(self.classes)} class indices")
         self.ignore_index = ignore_index
         self.reduce_zero_label = reduce_zero_label
         self.on_bad_image = on_bad_image

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from efficientformer.data.seeding import randint, uniform
+from efficientformer.errors import ConfigError
 
 
 def smoothed_targets(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
@@ -82,14 +83,14 @@ class Mixup:
                  switch_prob: float = 0.5, smoothing: float = 0.1, num_classes: int = 1000,
                  correct_lam: bool = True) -> None:
         if mixup_alpha < 0 or cutmix_alpha < 0:
-            raise ValueError(f"mixup and cutmix alphas must be >= 0, got {mixup_alpha}, {cutmix_alpha}")
+            raise ConfigError(f"mixup and cutmix alphas must be >= 0, got {mixup_alpha}, {cutmix_alpha}")
         for name, value in (("prob", prob), ("switch_prob", switch_prob)):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"mixup {name} must be in [0, 1], got {value}")
+                raise ConfigError(f"mixup {name} must be in [0, 1], got {value}")
         if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
+            raise ConfigError(f"label smoothing must be in [0, 1), got {smoothing}")
         if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
+            raise ConfigError(f"num_classes must be positive, got {num_classes}")
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
         self.prob = prob

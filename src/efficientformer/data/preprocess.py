@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Defined with the weights' data configs (one source for the numbers); re-exported here.
+from efficientformer.errors import BadFileError, ConfigError, ImageError, MissingFileError
 from efficientformer.utils.sizes import to_pair
 from efficientformer.weights.zoo import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 
@@ -37,10 +38,6 @@ _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
-class ImageError(ValueError):
-    """An image file that cannot be read or decoded."""
-
-
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Read an image file fully and return it as 8-bit RGB.
 
@@ -56,7 +53,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist" if not path.exists() else f"image {path} is not a file")
+        raise MissingFileError(f"image {path} does not exist" if not path.exists() else f"image {path} is not a file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -131,9 +128,9 @@ def eval_transform(image: Image.Image, img_size: int | tuple[int, int] = (224, 2
     """
     size = to_pair(img_size)
     if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct}")
     if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+        raise ConfigError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
     if image.mode != "RGB":
         image = to_rgb(image)
     new_w, new_h = resize_size(image.size, size, crop_pct)
@@ -158,7 +155,7 @@ def imagenet_class_names() -> tuple[str, ...]:
     path = _asset("imagenet_classes.txt")
     names = tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line)
     if len(names) != 1000:
-        raise RuntimeError(f"{path} should list 1000 class names, found {len(names)}: reinstall the package")
+        raise BadFileError(f"{path} should list 1000 class names, found {len(names)}: reinstall the package")
     return names
 
 

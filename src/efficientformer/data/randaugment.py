@@ -28,6 +28,7 @@ import torch
 
 from efficientformer.data import image_ops
 from efficientformer.data.seeding import normal, uniform
+from efficientformer.errors import ConfigError, UnknownNameError
 
 LEVEL_DENOM = 10.0  # timm's 'M' scale: magnitude 10 is the strongest standard setting
 DEFAULT_FILL = (124, 116, 104)  # round(255 * IMAGENET_MEAN), timm's img_mean hparam
@@ -81,21 +82,21 @@ def parse_rand_augment(spec: str) -> RandAugmentConfig | None:
         return None
     name, *tokens = spec.split("-")
     if name != "rand":
-        raise ValueError(f"RandAugment spec {spec!r} must start with 'rand', got {name!r}")
+        raise ConfigError(f"RandAugment spec {spec!r} must start with 'rand', got {name!r}")
     values: dict[str, float] = {}
     for token in tokens:
         match = re.fullmatch(r"([a-z]+)(\d+(?:\.\d*)?|\.\d+)", token)
         if match is None:
-            raise ValueError(f"RandAugment spec {spec!r}: cannot read section {token!r} (expected a key and a "
-                             f"number, e.g. 'm9', 'n2', 'mstd0.5', 'mmax10', 'inc1')")
+            raise ConfigError(f"RandAugment spec {spec!r}: cannot read section {token!r} (expected a key and a "
+                              f"number, e.g. 'm9', 'n2', 'mstd0.5', 'mmax10', 'inc1')")
         key, number = match.group(1), float(match.group(2))
         if key not in ("m", "n", "mstd", "mmax", "inc"):
-            raise ValueError(f"RandAugment spec {spec!r}: unknown section {token!r} (known keys: m, n, mstd, mmax, "
-                             f"inc{'; the weighted choice w is not supported' if key == 'w' else ''})")
+            raise ConfigError(f"RandAugment spec {spec!r}: unknown section {token!r} (known keys: m, n, mstd, mmax, "
+                              f"inc{'; the weighted choice w is not supported' if key == 'w' else ''})")
         if key in values:
-            raise ValueError(f"RandAugment spec {spec!r}: section {token!r} repeats the key {key!r}")
+            raise ConfigError(f"RandAugment spec {spec!r}: section {token!r} repeats the key {key!r}")
         if key in ("m", "n", "mmax", "inc") and not number.is_integer():
-            raise ValueError(f"RandAugment spec {spec!r}: section {token!r} needs an integer")
+            raise ConfigError(f"RandAugment spec {spec!r}: section {token!r} needs an integer")
         values[key] = number
     magnitude_std = values.get("mstd", 0.0)
     config = RandAugmentConfig(
@@ -103,7 +104,7 @@ def parse_rand_augment(spec: str) -> RandAugmentConfig | None:
         magnitude_std=math.inf if magnitude_std > 100 else magnitude_std,
         magnitude_max=values.get("mmax", LEVEL_DENOM), increasing=bool(values.get("inc", 0)))
     if config.num_ops < 1:
-        raise ValueError(f"RandAugment spec {spec!r}: n must be at least 1, got {config.num_ops}")
+        raise ConfigError(f"RandAugment spec {spec!r}: n must be at least 1, got {config.num_ops}")
     return config
 
 
@@ -168,7 +169,7 @@ def apply_op(image: torch.Tensor, name: str, magnitude: float, generator: torch.
         interpolation: resampling of the geometric ops (data.image_ops.GEOMETRIC_INTERPOLATIONS).
     """
     if name not in OPS:
-        raise ValueError(f"unknown RandAugment op {name!r}; known: {', '.join(OPS)}")
+        raise UnknownNameError(f"unknown RandAugment op {name!r}; known: {', '.join(OPS)}")
     function, level_to_arg, geometric = OPS[name]
     if level_to_arg is None:
         return function(image)
@@ -199,8 +200,8 @@ class RandAugment:
                 raise ValueError("an empty RandAugment spec means no RandAugment: do not build one")
             config = parsed
         if interpolation not in image_ops.GEOMETRIC_INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(image_ops.GEOMETRIC_INTERPOLATIONS)}, "
-                             f"got {interpolation!r}")
+            raise ConfigError(f"interpolation must be one of {', '.join(image_ops.GEOMETRIC_INTERPOLATIONS)}, "
+                              f"got {interpolation!r}")
         self.config = config
         self.fill = tuple(int(value) for value in fill)
         self.interpolation = interpolation

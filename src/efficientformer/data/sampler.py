@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Sampler
 
 from efficientformer.data.seeding import SAMPLER_STREAM, sample_generator
+from efficientformer.errors import ConfigError
 
 
 class EpochSampler(Sampler):
@@ -33,7 +34,7 @@ class EpochSampler(Sampler):
     def __init__(self, length: int, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
                  repeats: int = 1, drop_last: bool = False) -> None:
         if length < 1:
-            raise ValueError("the dataset is empty")
+            raise ConfigError("the dataset is empty")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.length = length

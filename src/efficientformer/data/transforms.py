@@ -28,6 +28,7 @@ from efficientformer.data.folder import SkippedSample
 from efficientformer.data.preprocess import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, eval_transform, to_rgb
 from efficientformer.data.randaugment import RandAugment, RandAugmentConfig, parse_rand_augment
 from efficientformer.data.seeding import randint, sample_generator, uniform
+from efficientformer.errors import ConfigError
 from efficientformer.utils.sizes import to_pair
 
 RESIZE_INTERPOLATIONS = ("bilinear", "bicubic")
@@ -112,11 +113,11 @@ class RandomErasing:
     def __init__(self, probability: float = 0.25, mode: str = "pixel", max_count: int = 1, min_area: float = 0.02,
                  max_area: float = 1 / 3, min_aspect: float = 0.3) -> None:
         if not 0.0 <= probability <= 1.0:
-            raise ValueError(f"random erasing probability must be in [0, 1], got {probability}")
+            raise ConfigError(f"random erasing probability must be in [0, 1], got {probability}")
         if mode not in ERASE_MODES:
-            raise ValueError(f"random erasing mode must be one of {', '.join(ERASE_MODES)}, got {mode!r}")
+            raise ConfigError(f"random erasing mode must be one of {', '.join(ERASE_MODES)}, got {mode!r}")
         if max_count < 1:
-            raise ValueError(f"random erasing count must be at least 1, got {max_count}")
+            raise ConfigError(f"random erasing count must be at least 1, got {max_count}")
         self.probability = probability
         self.mode = mode
         self.max_count = max_count
@@ -177,11 +178,11 @@ class TrainTransform:
                  recount: int = 1, interpolation: str = "bicubic", mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
         if interpolation not in RESIZE_INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(RESIZE_INTERPOLATIONS)}, got {interpolation!r}")
+            raise ConfigError(f"interpolation must be one of {', '.join(RESIZE_INTERPOLATIONS)}, got {interpolation!r}")
         if not 0.0 <= hflip <= 1.0:
-            raise ValueError(f"hflip probability must be in [0, 1], got {hflip}")
+            raise ConfigError(f"hflip probability must be in [0, 1], got {hflip}")
         if not 0 < scale[0] <= scale[1] or not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"scale and ratio must be positive (low, high) ranges, got {scale}, {ratio}")
+            raise ConfigError(f"scale and ratio must be positive (low, high) ranges, got {scale}, {ratio}")
         self.img_size = to_pair(img_size)
         self.scale = (float(scale[0]), float(scale[1]))
         self.ratio = (float(ratio[0]), float(ratio[1]))

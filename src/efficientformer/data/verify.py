@@ -27,6 +27,7 @@ from rich.progress import Progress, TaskID
 
 from efficientformer.data.folder import Sample, find_samples
 from efficientformer.data.preprocess import ImageError, load_image
+from efficientformer.errors import ConfigError
 from efficientformer.utils.progress import progress_bar
 
 BAD_IMAGE_REASONS = {
@@ -151,7 +152,7 @@ def verify_images(source: str | os.PathLike, *, classes: Sequence[str] | None = 
         FileNotFoundError, ValueError: the folder or list file itself is unusable (see `find_samples`).
     """
     if workers < 0:
-        raise ValueError(f"workers must be 0 or more, got {workers}")
+        raise ConfigError(f"workers must be 0 or more, got {workers}")
     classes, samples = find_samples(source, classes)
     images_per_class = dict.fromkeys(classes, 0)
     for _, label in samples:

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from efficientformer.errors import ConfigError, UnknownNameError
 from efficientformer.export.coreml import CoreMLExport, check_coreml_parity, export_coreml
 from efficientformer.export.executorch import ExecutorchExport, check_executorch_parity, export_executorch, load_runner
 from efficientformer.export.onnx import DEFAULT_OPSET, OnnxExport, check_onnx_parity, export_onnx
@@ -108,14 +109,14 @@ def export_model(model: nn.Module, path: str | os.PathLike, format: str = "onnx"
             `approximate`, opt-in approximations checked with APPROXIMATE_ATOL unless `atol` is given).
     """
     if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise UnknownNameError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     spec = FORMATS[format]
     if dynamic_batch is not None:
         options["dynamic_batch"] = dynamic_batch
     if int8:
         if spec.quantize is None:
             int8_formats = ", ".join(name for name, entry in FORMATS.items() if entry.quantize is not None)
-            raise ValueError(f"no int8 export for format {format!r}; int8 is available for {int8_formats}")
+            raise ConfigError(f"no int8 export for format {format!r}; int8 is available for {int8_formats}")
         quantized = spec.quantize(model, path, img_size=img_size, calib=calib, calib_count=calib_count, check=check,
                                   **options)
         return ExportResult(format, quantized, quantized.report)

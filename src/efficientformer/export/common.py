@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from torch import nn
 
+from efficientformer.errors import ConfigError
 from efficientformer.utils.sizes import to_pair
 
 
@@ -17,7 +18,7 @@ def export_image_size(model: nn.Module, img_size: int | tuple[int, int] | None) 
     if img_size is None:
         config = getattr(model, "config", None)
         if config is None or getattr(config, "img_size", None) is None:
-            raise ValueError(f"{type(model).__name__} has no config.img_size: give img_size to export it")
+            raise ConfigError(f"{type(model).__name__} has no config.img_size: give img_size to export it")
         img_size = config.img_size
     return to_pair(img_size)
 

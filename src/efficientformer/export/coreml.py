@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError, UnavailableError
 from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.parity import ParityReport, ParityUnavailable, check_parity, eval_crop_pct, parity_images
 from efficientformer.models.fuse import fuse
@@ -137,14 +138,14 @@ def export_coreml(model: nn.Module, path: str | os.PathLike, img_size: int | tup
     """
     ct = _coremltools()
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown CoreML precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"unknown CoreML precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     path = Path(path)
     if path.suffix != ".mlpackage":
-        raise ValueError(f"a CoreML ML Program is written as <name>.mlpackage; got {path}")
+        raise ConfigError(f"a CoreML ML Program is written as <name>.mlpackage; got {path}")
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
+        raise MissingFileError(f"cannot write {path}: directory {path.parent} does not exist")
     if getattr(model, "features_only", False):
-        raise ValueError("CoreML export of a features_only model is not supported; export the classifier model")
+        raise ConfigError("CoreML export of a features_only model is not supported; export the classifier model")
     height, width = export_image_size(model, img_size)
     fused = fuse(model).to(device="cpu", dtype=torch.float32)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
@@ -192,16 +193,16 @@ def inspect_coreml(path: str | os.PathLike, expect_image_size: tuple[int, int] |
     ct = _coremltools()
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"CoreML package {path} does not exist")
+        raise MissingFileError(f"CoreML package {path} does not exist")
     try:
         with _quiet_coremltools():
             mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
         spec = mlmodel.get_spec()
     except Exception as error:  # coremltools raises assorted errors for a damaged package
-        raise ValueError(f"coremltools cannot read {path}: {error}") from None
+        raise BadFileError(f"coremltools cannot read {path}: {error}") from None
 
-    def fail(check: str) -> ValueError:
-        return ValueError(f"CoreML package {path} fails the structural check: {check}")
+    def fail(check: str) -> BadFileError:
+        return BadFileError(f"CoreML package {path} fails the structural check: {check}")
 
     if spec.WhichOneof("Type") != "mlProgram":
         raise fail(f"it is a {spec.WhichOneof('Type')}, not an mlProgram")
@@ -271,7 +272,7 @@ def load_runner(path: str | os.PathLike, num_threads: int | None = None) -> Call
     ct = _coremltools()
     reason = _unavailable_reason()
     if reason:
-        raise RuntimeError(f"cannot run {path}: {reason}")
+        raise UnavailableError(f"cannot run {path}: {reason}")
     info = inspect_coreml(path)
     mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError, UnavailableError
 from efficientformer.export.common import export_image_size
 from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images
 from efficientformer.models.fuse import fuse
@@ -143,7 +144,7 @@ def capture(module: nn.Module, img_size: tuple[int, int], dynamic_batch: bool = 
     height, width = img_size
     if dynamic_batch:
         if max_batch < 2:
-            raise ValueError(f"max_batch must be >= 2 for a dynamic batch, got {max_batch}")
+            raise ConfigError(f"max_batch must be >= 2 for a dynamic batch, got {max_batch}")
         example = torch.zeros(2, 3, height, width)  # (B, 3, H, W): torch.export specialises a size-1 dim
         return capture_example(module, example, ({0: torch.export.Dim("batch", min=1, max=max_batch)},))
     return capture_example(module, torch.zeros(1, 3, height, width))
@@ -189,7 +190,7 @@ def write_program(path: Path, data: bytes, img_size: tuple[int, int], batch_rang
 def inference_module(model: nn.Module) -> nn.Module:
     """The fused float32 CPU copy of `model` that every ExecuTorch export starts from."""
     if getattr(model, "features_only", False):
-        raise ValueError("ExecuTorch export of a features_only model is not supported; export the classifier model")
+        raise ConfigError("ExecuTorch export of a features_only model is not supported; export the classifier model")
     return fuse(model).to(device="cpu", dtype=torch.float32)
 
 
@@ -240,9 +241,9 @@ class ExecutorchRunner:
         try:
             (output,) = self._method.execute([inputs])
         except RuntimeError as error:
-            raise ValueError(f"ExecuTorch could not run {self.path} on a batch of shape {tuple(inputs.shape)} "
-                             f"(it takes {self.input_shape} with batch {self.batch_range[0]}..{self.batch_range[1]}): "
-                             f"{error}") from None
+            low, high = self.batch_range
+            raise BadFileError(f"ExecuTorch could not run {self.path} on a batch of shape {tuple(inputs.shape)} "
+                               f"(it takes {self.input_shape} with batch {low}..{high}): {error}") from None
         return output.numpy()
 
 
@@ -264,19 +265,19 @@ def load_runner(path: str | os.PathLike, num_threads: int | None = None) -> Exec
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ExecuTorch file {path} does not exist")
+        raise MissingFileError(f"ExecuTorch file {path} does not exist")
     if num_threads is not None:
         if num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            raise ConfigError(f"num_threads must be >= 1, got {num_threads}")
         portable_lib._unsafe_reset_threadpool(num_threads)
     runtime = Runtime.get()
     if not runtime.backend_registry.is_available(BACKEND):
-        raise RuntimeError(f"this ExecuTorch build has no {BACKEND}; it has "
-                           f"{', '.join(runtime.backend_registry.registered_backend_names)}")
+        raise UnavailableError(f"this ExecuTorch build has no {BACKEND}; it has "
+                               f"{', '.join(runtime.backend_registry.registered_backend_names)}")
     try:
         return ExecutorchRunner(path, runtime.load_program(path))
     except Exception as error:  # the runtime raises RuntimeError or its own types for a bad program
-        raise ValueError(f"ExecuTorch cannot load {path}: {error}") from None
+        raise BadFileError(f"ExecuTorch cannot load {path}: {error}") from None
 
 
 def check_executorch_parity(model: nn.Module, path: str | os.PathLike, *, atol: float = DEFAULT_ATOL,
@@ -297,8 +298,8 @@ def check_executorch_parity(model: nn.Module, path: str | os.PathLike, *, atol: 
     low, high = runner.batch_range
     sizes = [size for size in range(min(high, len(images)), low - 1, -1) if len(images) % size == 0]
     if not sizes:
-        raise ValueError(f"{len(images)} parity images do not split into batches of {low}..{high} images, "
-                         f"which {path} takes")
+        raise ConfigError(f"{len(images)} parity images do not split into batches of {low}..{high} images, "
+                          f"which {path} takes")
     batch_size = sizes[0]  # the largest batch the file takes that splits the images evenly
     return check_parity(model, runner, images, atol=atol, format="executorch",
                         runtime=f"executorch {executorch_version()} ({BACKEND})", batch_size=batch_size, path=str(path))

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError
 from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.onnx_rewrites import rewrite_for_onnxruntime
 from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images
@@ -83,7 +84,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tuple
     require("onnx", EXTRA)
     require("onnxscript", EXTRA)
     if getattr(model, "features_only", False):
-        raise ValueError("ONNX export of a features_only model is not supported; export the classifier model")
+        raise ConfigError("ONNX export of a features_only model is not supported; export the classifier model")
     height, width = export_image_size(model, img_size)
     path = Path(path)
     fused = fuse(model, approximate=approximate).to(device="cpu", dtype=torch.float32)
@@ -147,7 +148,7 @@ def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None,
     ort = require("onnxruntime", EXTRA)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ONNX file {path} does not exist")
+        raise MissingFileError(f"ONNX file {path} does not exist")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
     if num_threads is not None:
@@ -156,7 +157,7 @@ def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None,
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
-        raise ValueError(f"onnxruntime cannot load {path}: {error}") from None
+        raise BadFileError(f"onnxruntime cannot load {path}: {error}") from None
 
 
 def check_onnx_parity(model: nn.Module, path: str | os.PathLike, *, atol: float = DEFAULT_ATOL,
@@ -181,7 +182,7 @@ def check_onnx_parity(model: nn.Module, path: str | os.PathLike, *, atol: float 
     static_batch = batch_dim if isinstance(batch_dim, int) else None
     if images is None:
         if not (isinstance(height, int) and isinstance(width, int)):
-            raise ValueError(f"{path} has a dynamic image size {model_input.shape}: pass the parity images")
+            raise ConfigError(f"{path} has a dynamic image size {model_input.shape}: pass the parity images")
         images = parity_images((height, width), crop_pct=eval_crop_pct(model))
         if static_batch is not None and len(images) % static_batch:
             images = images[:len(images) - len(images) % static_batch]

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from efficientformer.errors import UnknownNameError
+
 DENSE_MAX_TOKENS = 64  # grids up to 8x8 (256 px inputs) use the dense matrix
 # Equal for an output size > 1, which a x2 upsample always has.
 HALF_PIXEL_MODES = ("half_pixel", "pytorch_half_pixel")
@@ -157,7 +159,7 @@ def rewrite_for_onnxruntime(model: Any, names: tuple[str, ...] | None = None) ->
     chosen = tuple(REWRITES) if names is None else names
     unknown = [name for name in chosen if name not in REWRITES]
     if unknown:
-        raise ValueError(f"unknown ONNX rewrite(s) {', '.join(unknown)}; known: {', '.join(REWRITES)}")
+        raise UnknownNameError(f"unknown ONNX rewrite(s) {', '.join(unknown)}; known: {', '.join(REWRITES)}")
     return {name: REWRITES[name](model) for name in chosen}
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError
 from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images
 from efficientformer.models.fuse import fuse
@@ -92,7 +93,7 @@ def openvino_version() -> str:
 
 def _check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown OpenVINO precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"unknown OpenVINO precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     return precision
 
 
@@ -116,11 +117,11 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, img_size: int | t
     _check_precision(precision)
     path = Path(path)
     if path.suffix != ".xml":
-        raise ValueError(f"an OpenVINO IR is written as <name>.xml (+ <name>.bin); got {path}")
+        raise ConfigError(f"an OpenVINO IR is written as <name>.xml (+ <name>.bin); got {path}")
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
+        raise MissingFileError(f"cannot write {path}: directory {path.parent} does not exist")
     if getattr(model, "features_only", False):
-        raise ValueError("OpenVINO export of a features_only model is not supported; export the classifier model")
+        raise ConfigError("OpenVINO export of a features_only model is not supported; export the classifier model")
     height, width = export_image_size(model, img_size)
     fused = fuse(model, approximate=approximate).to(device="cpu", dtype=torch.float32)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
@@ -142,8 +143,8 @@ def read_precision(ov_model: Any, path: str | os.PathLike) -> str:
         return DEFAULT_PRECISION
     precision = ov_model.get_rt_info(_RT_INFO_PRECISION).astype(str)
     if precision not in PRECISIONS:
-        raise ValueError(f"{path}: rt_info efficientformer/precision is {precision!r}, "
-                         f"not one of {', '.join(PRECISIONS)}")
+        raise BadFileError(f"{path}: rt_info efficientformer/precision is {precision!r}, "
+                           f"not one of {', '.join(PRECISIONS)}")
     return precision
 
 
@@ -198,23 +199,23 @@ def compile_openvino(path: str | os.PathLike, precision: str | None = None,
     ov = require("openvino", EXTRA)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"OpenVINO IR {path} does not exist")
+        raise MissingFileError(f"OpenVINO IR {path} does not exist")
     core = ov.Core()
     try:
         ov_model = core.read_model(str(path))
     except Exception as error:  # openvino raises RuntimeError subclasses of its own
-        raise ValueError(f"OpenVINO cannot read {path}: {error}") from None
+        raise BadFileError(f"OpenVINO cannot read {path}: {error}") from None
     precision = _check_precision(precision) if precision is not None else read_precision(ov_model, path)
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
     if num_threads is not None:
         if num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            raise ConfigError(f"num_threads must be >= 1, got {num_threads}")
         config["INFERENCE_NUM_THREADS"] = int(num_threads)
     try:
         with preserved_signal_stack():  # the plugin's own signal stack would dangle (utils/signals.py)
             compiled = core.compile_model(ov_model, DEVICE, config)
     except Exception as error:
-        raise ValueError(f"OpenVINO cannot compile {path} for {DEVICE}: {error}") from None
+        raise BadFileError(f"OpenVINO cannot compile {path} for {DEVICE}: {error}") from None
     return compiled, precision
 
 
@@ -256,7 +257,7 @@ def check_openvino_parity(model: nn.Module, path: str | os.PathLike, *, atol: fl
     batch_dim, _, height, width = (dim.get_length() if dim.is_static else None for dim in partial)
     if images is None:
         if height is None or width is None:
-            raise ValueError(f"{path} has a dynamic image size {partial}: pass the parity images")
+            raise ConfigError(f"{path} has a dynamic image size {partial}: pass the parity images")
         images = parity_images((height, width), crop_pct=eval_crop_pct(model))
         if batch_dim is not None and len(images) % batch_dim:
             images = images[:len(images) - len(images) % batch_dim]

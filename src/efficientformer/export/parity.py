@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from efficientformer.data.preprocess import DEFAULT_CROP_PCT, eval_transform, load_image, sample_image_path
+from efficientformer.errors import ConfigError, UnavailableError
 
 DEFAULT_NUM_SYNTHETIC = 3
 _SYNTHETIC_SIZE = (320, 256)  # (width, height): not square, so the resize and crop both act
@@ -34,7 +35,7 @@ class ParityError(RuntimeError):
         super().__init__(f"{report.format} parity check failed{where}: {detail or report.summary()}")
 
 
-class ParityUnavailable(RuntimeError):
+class ParityUnavailable(UnavailableError):
     """The exported file's runtime cannot run on this machine (e.g. CoreML off macOS), so parity was not checked."""
 
 
@@ -162,7 +163,7 @@ def check_parity(model: nn.Module, run: Callable[[np.ndarray], np.ndarray], imag
         ParityError: `max_abs_diff > atol`, a non-finite output or a wrong output shape; `.report` has the numbers.
     """
     if atol < 0:
-        raise ValueError(f"atol must be >= 0, got {atol}")
+        raise ConfigError(f"atol must be >= 0, got {atol}")
     reference = eager_outputs(model, images)
     batch = np.ascontiguousarray(images.float().cpu().numpy())
     step = batch_size or len(batch)

@@ -41,6 +41,7 @@ from torch import nn
 
 from efficientformer.data.folder import find_samples, is_image_file
 from efficientformer.data.preprocess import DEFAULT_CROP_PCT, eval_transform, load_image
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError
 from efficientformer.export import executorch as et
 from efficientformer.export import onnx as onnx_export
 from efficientformer.export.common import export_image_size
@@ -132,7 +133,7 @@ def _image_paths(source: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
         paths = [str(path) for path in source]
         missing = [path for path in paths if not Path(path).is_file()]
         if missing:
-            raise FileNotFoundError(f"calibration image(s) not found: {', '.join(missing[:5])}")
+            raise MissingFileError(f"calibration image(s) not found: {', '.join(missing[:5])}")
         return paths
     root = Path(source)
     if root.is_file() and is_image_file(root.name):
@@ -144,7 +145,7 @@ def _image_paths(source: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
         if not has_class_folders:
             paths = sorted(entry.path for entry in entries if entry.is_file() and is_image_file(entry.name))
             if not paths:
-                raise ValueError(f"calibration folder {root} has no images (and no class folders)")
+                raise BadFileError(f"calibration folder {root} has no images (and no class folders)")
             return paths
     return [path for path, _ in find_samples(root)[1]]  # class folders or a path,label list file
 
@@ -159,7 +160,7 @@ def calibration_images(source: CalibSource, img_size: int | tuple[int, int], cou
         count: use at most this many, spread evenly over the sorted files (so over the classes).
     """
     if count < 1:
-        raise ValueError(f"calibration image count must be >= 1, got {count}")
+        raise ConfigError(f"calibration image count must be >= 1, got {count}")
     if source is None:
         warnings.warn("no calibration images given: calibrating int8 on the 4 built-in parity images; pass a folder "
                       "of real images (--calib) for a representative calibration", CalibrationWarning, stacklevel=2)

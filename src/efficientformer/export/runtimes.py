@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from efficientformer.errors import UnknownNameError
 from efficientformer.models.fuse import fuse
 
 TimedCall = Callable[[], object]
@@ -95,7 +96,7 @@ def prepare(module: nn.Module, example: torch.Tensor, runtime: str, *, threads: 
         approximate: opt-in approximations of `fuse` (models.fuse.APPROXIMATIONS); default exact.
     """
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+        raise UnknownNameError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if runtime == "torch-eager":
         return torch_call(module.eval(), example)
     if runtime in ("torch-fused", "torch-compile"):

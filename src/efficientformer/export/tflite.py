@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError
 from efficientformer.export.common import export_image_size, quiet_exporter
 from efficientformer.export.parity import ParityReport, check_parity, eval_crop_pct, parity_images
 from efficientformer.models.fuse import fuse
@@ -113,7 +114,7 @@ def export_tflite(model: nn.Module, path: str | os.PathLike, img_size: int | tup
     require("ai_edge_litert", EXTRA)
     path = Path(path)
     if getattr(model, "features_only", False):
-        raise ValueError("TFLite export of a features_only model is not supported; export the classifier model")
+        raise ConfigError("TFLite export of a features_only model is not supported; export the classifier model")
     height, width = export_image_size(model, img_size)
     output_name = "features" if getattr(model, "num_classes", 1) == 0 else "logits"
     wrapped = _Signature(fuse(model).to(device="cpu", dtype=torch.float32), output_name).eval()
@@ -131,13 +132,13 @@ def _interpreter(path: str | os.PathLike, num_threads: int | None) -> Any:
     interpreter_module = require("ai_edge_litert.interpreter", EXTRA)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"TFLite file {path} does not exist")
+        raise MissingFileError(f"TFLite file {path} does not exist")
     if num_threads is not None and num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        raise ConfigError(f"num_threads must be >= 1, got {num_threads}")
     try:
         return interpreter_module.Interpreter(model_path=str(path), num_threads=num_threads)
     except Exception as error:  # the interpreter raises ValueError/RuntimeError with its own text
-        raise ValueError(f"LiteRT cannot load {path}: {error}") from None
+        raise BadFileError(f"LiteRT cannot load {path}: {error}") from None
 
 
 def load_runner(path: str | os.PathLike, num_threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
@@ -151,7 +152,7 @@ def load_runner(path: str | os.PathLike, num_threads: int | None = None) -> Call
     interpreter = _interpreter(path, num_threads)
     signatures = interpreter.get_signature_list()
     if SIGNATURE not in signatures:
-        raise ValueError(f"{path} has no {SIGNATURE!r} signature (it has {sorted(signatures)})")
+        raise BadFileError(f"{path} has no {SIGNATURE!r} signature (it has {sorted(signatures)})")
     (input_name,) = signatures[SIGNATURE]["inputs"]
     (output_name,) = signatures[SIGNATURE]["outputs"]
     runner = interpreter.get_signature_runner(SIGNATURE)
@@ -160,7 +161,7 @@ def load_runner(path: str | os.PathLike, num_threads: int | None = None) -> Call
     def run(batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if len(batch) % file_batch:
-            raise ValueError(f"{path} takes batches of {file_batch}; got {len(batch)} images")
+            raise ConfigError(f"{path} takes batches of {file_batch}; got {len(batch)} images")
         outputs = [runner(**{input_name: batch[start:start + file_batch]})[output_name]
                    for start in range(0, len(batch), file_batch)]
         return np.concatenate(outputs)

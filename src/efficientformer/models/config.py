@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError
+
 NUM_STAGES = 4
 STAGE_STRIDES = (4, 8, 16, 32)
 # The architecture rules every builder of a network or of its parts follows (the model, the latency
@@ -44,16 +46,17 @@ class StageConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mlp_ratios", tuple(self.mlp_ratios))
         if not isinstance(self.depth, int) or self.depth < 1:
-            raise ValueError(f"StageConfig.depth must be a positive integer, got {self.depth!r}")
+            raise ConfigError(f"StageConfig.depth must be a positive integer, got {self.depth!r}")
         if not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"StageConfig.width must be a positive integer, got {self.width!r}")
+            raise ConfigError(f"StageConfig.width must be a positive integer, got {self.width!r}")
         if len(self.mlp_ratios) != self.depth:
-            raise ValueError(f"StageConfig.mlp_ratios has {len(self.mlp_ratios)} entries but depth is {self.depth}")
+            raise ConfigError(f"StageConfig.mlp_ratios has {len(self.mlp_ratios)} entries but depth is {self.depth}")
         for ratio in self.mlp_ratios:
             if not ratio > 0 or int(self.width * ratio) < 1:
-                raise ValueError(f"StageConfig.mlp_ratios entries must give at least one hidden channel, got {ratio!r}")
+                raise ConfigError(f"StageConfig.mlp_ratios entries must give at least one hidden channel, "
+                                  f"got {ratio!r}")
         if not 0 <= self.num_attn <= self.depth:
-            raise ValueError(f"StageConfig.num_attn must be in [0, depth={self.depth}], got {self.num_attn}")
+            raise ConfigError(f"StageConfig.num_attn must be in [0, depth={self.depth}], got {self.num_attn}")
 
     def is_attention_block(self, index: int) -> bool:
         """Whether block `index` (0-based) of this stage carries MHSA (the last `num_attn` blocks do)."""
@@ -132,22 +135,22 @@ class ModelConfig:
         size = (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
         object.__setattr__(self, "img_size", size)
         if len(stages) != NUM_STAGES:
-            raise ValueError(f"ModelConfig.stages must have {NUM_STAGES} entries, got {len(stages)}")
+            raise ConfigError(f"ModelConfig.stages must have {NUM_STAGES} entries, got {len(stages)}")
         for index in range(NUM_STAGES):
             if index not in ATTENTION_STAGES and stages[index].num_attn:
-                raise ValueError(f"ModelConfig.stages[{index}].num_attn must be 0: attention exists only in "
-                                 f"stages 3 and 4 (indices 2, 3)")
+                raise ConfigError(f"ModelConfig.stages[{index}].num_attn must be 0: attention exists only in "
+                                  f"stages 3 and 4 (indices 2, 3)")
         if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"ModelConfig.img_size must be a positive int or (height, width), got {self.img_size!r}")
+            raise ConfigError(f"ModelConfig.img_size must be a positive int or (height, width), got {self.img_size!r}")
         if self.num_classes < 0:
-            raise ValueError(f"ModelConfig.num_classes must be >= 0, got {self.num_classes}")
+            raise ConfigError(f"ModelConfig.num_classes must be >= 0, got {self.num_classes}")
         if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"ModelConfig.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+            raise ConfigError(f"ModelConfig.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"ModelConfig.drop_rate must be in [0, 1), got {self.drop_rate}")
+            raise ConfigError(f"ModelConfig.drop_rate must be in [0, 1), got {self.drop_rate}")
         for name in ("attn_heads", "attn_key_dim", "attn_ratio", "down_attn_key_dim", "down_attn_ratio", "in_chans"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
         check_img_size(self)
 
     @property
@@ -201,18 +204,26 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of `to_dict`; an unknown key is an error that names it."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a ModelConfig is a JSON object of its fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown ModelConfig key(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown ModelConfig key(s): {', '.join(sorted(unknown))}")
         stage_keys = {f.name for f in dataclasses.fields(StageConfig)}
         stages = []
         for index, stage in enumerate(data.get("stages", ())):
             bad = set(stage) - stage_keys
             if bad:
-                raise ValueError(f"unknown key(s) in stages[{index}]: {', '.join(sorted(bad))}")
-            stages.append(StageConfig(**stage))
-        return cls(**{**data, "stages": tuple(stages)})
+                raise ConfigError(f"unknown key(s) in stages[{index}]: {', '.join(sorted(bad))}")
+            try:
+                stages.append(StageConfig(**stage))
+            except TypeError as error:  # a missing field, or a value of the wrong type
+                raise ConfigError(f"stages[{index}]: {error}") from None
+        try:
+            return cls(**{**data, "stages": tuple(stages)})
+        except TypeError as error:
+            raise ConfigError(f"ModelConfig: {error}") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -226,12 +237,16 @@ class ModelConfig:
             try:
                 text = path.read_text()
             except OSError as error:
-                raise FileNotFoundError(f"cannot read model config {path}: {error}") from error
+                raise MissingFileError(f"cannot read model config {path}: {error}") from error
             try:
                 return cls.from_dict(json.loads(text))
             except (ValueError, TypeError) as error:
-                raise ValueError(f"invalid model config in {path}: {error}") from error
-        return cls.from_dict(json.loads(text))
+                raise BadFileError(f"invalid model config in {path}: {error}") from error
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ConfigError(f"the model config is not valid JSON ({error}): {text[:80]!r}") from None
+        return cls.from_dict(data)
 
 
 def check_img_size(config: ModelConfig) -> None:
@@ -253,7 +268,7 @@ def check_input_size(config: ModelConfig, size: tuple[int, int], what: str = "in
         grid = math.ceil(value / stride)
         if grid % 2:
             below = max(32, (value // 32) * 32)
-            raise ValueError(
+            raise ConfigError(
                 f"{what} {dim} {value} is not supported: stride attention in stage 3 needs the 1/16 grid "
                 f"ceil({value}/16) = {grid} to be even, i.e. {dim} mod 32 must be 0 or in [17, 31] "
                 f"(multiples of 32 always work; nearest: {below} or {below + 32})")

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from efficientformer.errors import ConfigError
 from efficientformer.models.blocks import Attention2d, Attention2dDownsample, Block, Downsample, Mlp, Stem
 from efficientformer.models.config import (
     NUM_STAGES,
@@ -24,13 +25,13 @@ def _stage_indices(indices: Sequence[int], num_stages: int, what: str) -> tuple[
     try:
         values = [int(i) for i in indices]
     except TypeError:
-        raise ValueError(f"{what} must be a sequence of stage indices, got {indices!r}") from None
+        raise ConfigError(f"{what} must be a sequence of stage indices, got {indices!r}") from None
     if not values or any(not -num_stages <= i < num_stages for i in values):
-        raise ValueError(f"{what} must be stage indices in [0, {num_stages - 1}] (or negative from the end), "
-                         f"got {tuple(indices)}")
+        raise ConfigError(f"{what} must be stage indices in [0, {num_stages - 1}] (or negative from the end), "
+                          f"got {tuple(indices)}")
     normalised = sorted({i % num_stages for i in values})
     if len(normalised) != len(values):
-        raise ValueError(f"{what} has a repeated stage: {tuple(indices)}")
+        raise ConfigError(f"{what} has a repeated stage: {tuple(indices)}")
     return tuple(normalised)
 
 
@@ -91,12 +92,12 @@ class EfficientFormerV2(nn.Module):
         self.features_only = features_only
         self.out_indices = _stage_indices(out_indices, NUM_STAGES, "out_indices")
         if not features_only and self.out_indices != tuple(range(NUM_STAGES)):
-            raise ValueError(f"out_indices={tuple(out_indices)} needs features_only=True "
-                             f"(a classifier uses all stages)")
+            raise ConfigError(f"out_indices={tuple(out_indices)} needs features_only=True "
+                              f"(a classifier uses all stages)")
         num_built = max(self.out_indices) + 1 if features_only else NUM_STAGES
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_built:
-            raise ValueError(f"frozen_stages must be an integer in [-1, {num_built}] (-1: none, 0: the stem, "
-                             f"N: the stem and the first N stages), got {frozen_stages!r}")
+            raise ConfigError(f"frozen_stages must be an integer in [-1, {num_built}] (-1: none, 0: the stem, "
+                              f"N: the stem and the first N stages), got {frozen_stages!r}")
         self.frozen_stages = frozen_stages
         self.norm_eval = bool(norm_eval)
         self.num_classes = config.num_classes
@@ -180,7 +181,7 @@ class EfficientFormerV2(nn.Module):
         grid, built = (-(-size[0] // stride), -(-size[1] // stride)), self.config.stage_grids[STRIDE_ATTENTION_STAGE]
         if grid != built and any(getattr(m, "bias_frozen", False) for m in self.modules()):
             h, w = self.config.img_size
-            raise ValueError(
+            raise ConfigError(
                 f"input {size[0]}x{size[1]}: this fused model runs only at its built size {h}x{w} (or a size with "
                 f"the same 1/16 grid {built[0]}x{built[1]}), because fusing froze its attention biases for that grid. "
                 f"Run the unfused model (it resamples them), or fuse one created with img_size=({size[0]}, {size[1]}).")

@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from efficientformer.errors import UnknownNameError
+
 
 def _fuse_tree(module: nn.Module) -> nn.Module:
     """Bottom-up walk: fuse the children first, then call the module's own `fuse()` if it has one.
@@ -31,7 +33,7 @@ APPROXIMATIONS = {
 def _approximate(model: nn.Module, approximations: tuple[str, ...]) -> None:
     unknown = [name for name in approximations if name not in APPROXIMATIONS]
     if unknown:
-        raise ValueError(f"unknown approximation(s) {', '.join(unknown)}; known: {', '.join(APPROXIMATIONS)}")
+        raise UnknownNameError(f"unknown approximation(s) {', '.join(unknown)}; known: {', '.join(APPROXIMATIONS)}")
     if "gelu-tanh" in approximations:
         for module in model.modules():
             if isinstance(module, nn.GELU):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from efficientformer.errors import UnknownNameError
 from efficientformer.layers import ConvNorm, ConvNormAct
 
 # (expand ratio t, output channels c, blocks n, first stride s), Table 2 of the paper.
@@ -130,7 +131,7 @@ def create_mobilenetv2(name: str, num_classes: int = 1000, **kwargs) -> MobileNe
         kwargs: other MobileNetV2 arguments (in_chans, drop_rate).
     """
     if name not in WIDTH_MULTIPLIERS:
-        raise KeyError(f"unknown MobileNetV2 {name!r}; choose one of {', '.join(WIDTH_MULTIPLIERS)}")
+        raise UnknownNameError(f"unknown MobileNetV2 {name!r}; choose one of {', '.join(WIDTH_MULTIPLIERS)}")
     return MobileNetV2(num_classes=num_classes, width_mult=WIDTH_MULTIPLIERS[name], **kwargs)
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from efficientformer.errors import ConfigError
 from efficientformer.layers import ConvNormAct
 from efficientformer.models.config import STAGE_STRIDES, ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
@@ -44,9 +45,9 @@ class SegmenterConfig:
             object.__setattr__(self, "backbone", ModelConfig.from_dict(self.backbone))
         for name in ("num_classes", "fpn_channels", "head_channels"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"SegmenterConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+                raise ConfigError(f"SegmenterConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"SegmenterConfig.dropout must be in [0, 1), got {self.dropout!r}")
+            raise ConfigError(f"SegmenterConfig.dropout must be in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"backbone": self.backbone.to_dict(), "num_classes": self.num_classes,
@@ -56,7 +57,7 @@ class SegmenterConfig:
     def from_dict(cls, data: dict[str, Any]) -> SegmenterConfig:
         unknown = set(data) - {"backbone", "num_classes", "fpn_channels", "head_channels", "dropout"}
         if unknown:
-            raise ValueError(f"unknown SegmenterConfig key(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown SegmenterConfig key(s): {', '.join(sorted(unknown))}")
         return cls(**data)
 
 

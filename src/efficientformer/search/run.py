@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Subset
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
 from efficientformer.data.datasets import run_datasets
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
+from efficientformer.errors import ConfigError
 from efficientformer.factory import create_model, resolve_config
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
@@ -190,8 +191,8 @@ def _target_module(name: str, space: SearchSpace) -> tuple[str, nn.Module]:
     try:
         config = resolve_config(name)
     except (KeyError, ValueError, OSError) as error:
-        raise ValueError(f"--target {name!r} cannot be built: {error}; give mobilenetv2_100, mobilenetv2_140, a "
-                         f"registry name (s0), a ModelConfig JSON or a checkpoint") from None
+        raise ConfigError(f"--target {name!r} cannot be built: {error}; give mobilenetv2_100, mobilenetv2_140, a "
+                          f"registry name (s0), a ModelConfig JSON or a checkpoint") from None
     config = config.replace(img_size=space.base.img_size, num_classes=classes)
     return config.name, create_model(config).eval()
 
@@ -203,7 +204,7 @@ def target_budget(name: str, table: LatencyTable, space: SearchSpace) -> tuple[s
     try:
         latency = measure_modules(table, {label: (module, example)}, progress=False)[label][0]
     except Exception as error:  # any runtime's export or load error
-        raise ValueError(f"--target {name!r} cannot run on {table.runtime}: {type(error).__name__}: {error}") from None
+        raise ConfigError(f"--target {name!r} cannot run on {table.runtime}: {type(error).__name__}: {error}") from None
     return label, latency, sum(p.numel() for p in module.parameters())
 
 
@@ -245,8 +246,8 @@ def _run(job: SearchJob) -> dict[str, Any]:
     size = space.base.img_size
     data = run_datasets(job.data, img_size=size[0], val_data=job.val_data)
     if len(data.classes) != space.base.num_classes:
-        raise ValueError(f"the supernet {supernet_path} predicts {space.base.num_classes} classes but "
-                         f"{job.data or 'the embedded digits'} has {len(data.classes)}")
+        raise ConfigError(f"the supernet {supernet_path} predicts {space.base.num_classes} classes but "
+                          f"{job.data or 'the embedded digits'} has {len(data.classes)}")
     crop = 1.0 if data.eval_crop_pct is None else data.eval_crop_pct
     calib = _batches(data.train, job.calib_images, job.batch_size, job.seed, size, crop)
     val = _batches(data.val, job.eval_images, job.batch_size, job.seed + 1, size, crop)

@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from efficientformer.data.embedded import DigitsDataset
 from efficientformer.data.folder import find_samples
 from efficientformer.data.seeding import sample_generator
+from efficientformer.errors import ConfigError
 from efficientformer.models.config import ModelConfig
 from efficientformer.search.space import SearchSpace
 from efficientformer.search.supernet import Supernet, load_subnet_weights, save_supernet
@@ -70,7 +71,7 @@ class SandwichTask:
 
     def __init__(self, num_random: int = 2, seed: int = 0, smoothing: float = 0.0, distill: bool = True) -> None:
         if num_random < 0:
-            raise ValueError(f"SandwichTask.num_random must be >= 0, got {num_random}")
+            raise ConfigError(f"SandwichTask.num_random must be >= 0, got {num_random}")
         self.num_random = num_random
         self.seed = seed
         self.distill = distill
@@ -133,10 +134,10 @@ def train_supernet(job: TrainJob, space: SearchSpace, *, num_random: int = 2, di
         the job's summary plus `supernet`: the path of the supernet file (on the main process).
     """
     if job.teacher is not None:
-        raise ValueError("supernet training distils in place from the largest subnet: an external teacher "
-                         "(--teacher) is not supported")
+        raise ConfigError("supernet training distils in place from the largest subnet: an external teacher "
+                          "(--teacher) is not supported")
     if job.pretrained is not None:
-        raise ValueError("for supernet training give the starting checkpoint as warm_start (--pretrained on the CLI)")
+        raise ConfigError("for supernet training give the starting checkpoint as warm_start (--pretrained on the CLI)")
     recipe = job.recipe.replace(distillation="none")
     size = recipe.img_size
     space = space.replace_base(num_classes=num_classes_of(job.data), img_size=(size, size))

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
+from efficientformer.errors import BadFileError, ConfigError
 from efficientformer.models.config import ModelConfig, StageConfig
 from efficientformer.search.space import SearchSpace, signature
 from efficientformer.utils.io import atomic_write, write_json
@@ -187,13 +188,13 @@ class _State:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as error:
-            raise ValueError(f"cannot resume the search from {path}: {error}") from None
+            raise BadFileError(f"cannot resume the search from {path}: {error}") from None
         if data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a search state (format {FORMAT!r} expected)")
+            raise BadFileError(f"{path} is not a search state (format {FORMAT!r} expected)")
         for name, value in self.identity.items():
             if data.get(name) != value:
-                raise ValueError(f"cannot resume the search from {path}: its {name} differs from this run's "
-                                 f"({data.get(name)!r} vs {value!r}); use another output directory")
+                raise ConfigError(f"cannot resume the search from {path}: its {name} differs from this run's "
+                                  f"({data.get(name)!r} vs {value!r}); use another output directory")
         self.steps = [Step.from_dict(s) for s in data["steps"]]
         self.accuracy = dict(data["accuracy"])
         self.stop_reason = data.get("stop_reason", "")

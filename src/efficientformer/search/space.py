@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError, UnknownNameError
 from efficientformer.models.config import NUM_STAGES, ModelConfig, StageConfig
 from efficientformer.models.registry import get as get_config
 
@@ -40,7 +41,7 @@ from efficientformer.models.registry import get as get_config
 def _ascending(values: Sequence[float], field: str) -> tuple:
     values = tuple(values)
     if not values or list(values) != sorted(set(values)):
-        raise ValueError(f"{field} must be a non-empty, strictly ascending sequence, got {values!r}")
+        raise ConfigError(f"{field} must be a non-empty, strictly ascending sequence, got {values!r}")
     return values
 
 
@@ -66,16 +67,16 @@ class StageSpace:
         object.__setattr__(self, "widths", _ascending(self.widths, "StageSpace.widths"))
         object.__setattr__(self, "ratios", _ascending(self.ratios, "StageSpace.ratios"))
         if min(self.widths) < 1 or any(not isinstance(w, int) for w in self.widths):
-            raise ValueError(f"StageSpace.widths must be positive integers, got {self.widths!r}")
+            raise ConfigError(f"StageSpace.widths must be positive integers, got {self.widths!r}")
         if min(self.ratios) <= 0:
-            raise ValueError(f"StageSpace.ratios must be positive, got {self.ratios!r}")
+            raise ConfigError(f"StageSpace.ratios must be positive, got {self.ratios!r}")
         if not 1 <= self.min_depth <= self.max_depth:
-            raise ValueError(f"StageSpace needs 1 <= min_depth <= max_depth, got {self.min_depth}, {self.max_depth}")
+            raise ConfigError(f"StageSpace needs 1 <= min_depth <= max_depth, got {self.min_depth}, {self.max_depth}")
         if not 0 <= self.min_attn <= self.max_attn <= self.max_depth:
-            raise ValueError(f"StageSpace needs 0 <= min_attn <= max_attn <= max_depth, got "
-                             f"{self.min_attn}, {self.max_attn}, {self.max_depth}")
+            raise ConfigError(f"StageSpace needs 0 <= min_attn <= max_attn <= max_depth, got "
+                              f"{self.min_attn}, {self.max_attn}, {self.max_depth}")
         if self.min_attn > self.min_depth:
-            raise ValueError(f"StageSpace.min_attn {self.min_attn} exceeds min_depth {self.min_depth}")
+            raise ConfigError(f"StageSpace.min_attn {self.min_attn} exceeds min_depth {self.min_depth}")
 
     def attn_range(self, depth: int) -> range:
         """Allowed numbers of attention blocks for a stage of `depth` blocks."""
@@ -101,10 +102,11 @@ class SearchSpace:
         stages = tuple(s if isinstance(s, StageSpace) else StageSpace(**s) for s in self.stages)
         object.__setattr__(self, "stages", stages)
         if len(stages) != NUM_STAGES:
-            raise ValueError(f"SearchSpace.stages must have {NUM_STAGES} entries, got {len(stages)}")
+            raise ConfigError(f"SearchSpace.stages must have {NUM_STAGES} entries, got {len(stages)}")
         for index in (0, 1):
             if stages[index].max_attn:
-                raise ValueError(f"SearchSpace.stages[{index}].max_attn must be 0: attention exists only in stages 3-4")
+                raise ConfigError(f"SearchSpace.stages[{index}].max_attn must be 0: attention exists only in "
+                                  f"stages 3-4")
         # The base's own stages are ignored: store the largest subnet's, so that equal spaces compare
         # equal, and validate the base fields (e.g. img_size) against the largest and smallest subnets.
         object.__setattr__(self, "base", self.max_config().replace(name=self.base.name))
@@ -173,7 +175,7 @@ class SearchSpace:
         """Raise ValueError naming every field of `config` that is outside the space."""
         problems = self.violations(config)
         if problems:
-            raise ValueError(f"{config.name} is not in search space {self.name!r}: {'; '.join(problems)}")
+            raise ConfigError(f"{config.name} is not in search space {self.name!r}: {'; '.join(problems)}")
 
     def block_map(self, stage_index: int, depth: int, num_attn: int) -> tuple[int, ...]:
         """Supernet block index of each block of a stage with `depth` blocks, the last `num_attn` attention.
@@ -199,7 +201,7 @@ class SearchSpace:
         """Inverse of `to_dict`."""
         unknown = set(data) - {"name", "stages", "base"}
         if unknown:
-            raise ValueError(f"unknown SearchSpace key(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown SearchSpace key(s): {', '.join(sorted(unknown))}")
         stages = tuple(StageSpace(**{**s, "widths": tuple(s["widths"]), "ratios": tuple(s["ratios"])})
                        for s in data["stages"])
         # The base's stages are ignored (replaced by the largest subnet's); any valid placeholder will do.
@@ -215,14 +217,17 @@ class SearchSpace:
         """Parse JSON text, or read it from a file path (errors name the file)."""
         text = str(text_or_path)
         if text.lstrip().startswith("{"):
-            return cls.from_dict(json.loads(text))
+            try:
+                return cls.from_dict(json.loads(text))
+            except (ValueError, TypeError, KeyError) as error:
+                raise ConfigError(f"invalid search space JSON: {error}") from None
         path = Path(text_or_path)
         try:
             return cls.from_dict(json.loads(path.read_text()))
         except OSError as error:
-            raise FileNotFoundError(f"cannot read search space {path}: {error}") from None
+            raise MissingFileError(f"cannot read search space {path}: {error}") from None
         except (ValueError, TypeError, KeyError) as error:
-            raise ValueError(f"invalid search space in {path}: {error}") from None
+            raise BadFileError(f"invalid search space in {path}: {error}") from None
 
 
 def signature(config: ModelConfig) -> str:
@@ -275,7 +280,8 @@ def get_space(name_or_path: str | os.PathLike) -> SearchSpace:
         return SPACES[str(name_or_path)]
     if Path(name_or_path).is_file():
         return SearchSpace.from_json(name_or_path)
-    raise KeyError(f"unknown search space {str(name_or_path)!r}: known {', '.join(SPACES)}, or give a JSON file")
+    raise UnknownNameError(f"unknown search space {str(name_or_path)!r}: known {', '.join(SPACES)}, "
+                           f"or give a JSON file")
 
 
 __all__ = ["DEFAULT_SPACE", "SPACES", "TINY_SPACE", "SearchSpace", "StageSpace", "get_space", "signature"]

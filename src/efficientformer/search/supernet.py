@@ -25,6 +25,7 @@ import safetensors
 import torch
 from torch import nn
 
+from efficientformer.errors import ConfigError
 from efficientformer.factory import create_model, infer_config
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
@@ -69,8 +70,8 @@ class Supernet(EfficientFormerV2):
         self.space.validate(config)
         for field in _SHARED_FIELDS:
             if getattr(config, field) != getattr(self.config, field):
-                raise ValueError(f"{config.name}: {field} is {getattr(config, field)!r} but this supernet has "
-                                 f"{getattr(self.config, field)!r}; use config.replace({field}=...)")
+                raise ConfigError(f"{config.name}: {field} is {getattr(config, field)!r} but this supernet has "
+                                  f"{getattr(self.config, field)!r}; use config.replace({field}=...)")
 
     def set_active(self, config: ModelConfig) -> None:
         """Run `config` from now on (it must be a point of the space; errors name the field)."""
@@ -192,7 +193,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, max_batches: int | None 
             norm.momentum = momentum
         model.eval()
     if seen == 0:
-        raise ValueError("recalibrate_bn got no batches: give it a few batches of training images")
+        raise ConfigError("recalibrate_bn got no batches: give it a few batches of training images")
     return model
 
 

@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from efficientformer.errors import ConfigError
+
 
 class ModelEma(nn.Module):
     """`ema = decay * ema + (1 - decay) * weights` after every optimiser step; buffers are copied.
@@ -17,7 +19,7 @@ class ModelEma(nn.Module):
     def __init__(self, model: nn.Module, decay: float = 0.99996) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+            raise ConfigError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay
         self.module = copy.deepcopy(_unwrap(model)).eval()
         for param in self.module.parameters():

@@ -14,6 +14,7 @@ from efficientformer.data.datasets import eval_dataset
 from efficientformer.data.embedded import DigitsDataset
 from efficientformer.data.folder import collate_skip_none
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
+from efficientformer.errors import ConfigError, MissingFileError
 from efficientformer.factory import create_model, data_config, load_model
 from efficientformer.train.distributed import resolve_device
 from efficientformer.train.loop import evaluate
@@ -72,14 +73,14 @@ def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | N
     elif str(weights) in WEIGHTS:
         net = create_model(model or WEIGHTS[str(weights)].model, pretrained=str(weights), device=target).eval()
     else:
-        raise FileNotFoundError(f"weights {weights} are neither a file nor a known weight tag")
+        raise MissingFileError(f"weights {weights} are neither a file nor a known weight tag")
     stored = run_metadata(weights)
     preprocessing = data_config(net)
     what = f"the model ({weights})"
     if data is None:
         val_set, classes = DigitsDataset("val", net.config.img_size[0]), DigitsDataset.classes
         if len(classes) != net.num_classes:
-            raise ValueError(f"{what} predicts {net.num_classes} classes but the embedded dataset has {len(classes)}")
+            raise ConfigError(f"{what} predicts {net.num_classes} classes but the embedded dataset has {len(classes)}")
         crop = stored.get("eval_crop_pct", 1.0)
     else:
         val_set = eval_dataset(data, stored.get("classes"), net.num_classes, on_bad_image=on_bad_image, what=what)

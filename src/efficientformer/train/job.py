@@ -28,10 +28,10 @@ from torch.utils.data import DataLoader, Subset
 from efficientformer.data.datasets import DEFAULT_VAL_SPLIT, EVAL_CROP_PCT, run_datasets
 from efficientformer.data.folder import BAD_IMAGE_POLICIES, collate_skip_none
 from efficientformer.data.mixup import Mixup
-from efficientformer.data.preprocess import ImageError
 from efficientformer.data.sampler import EpochSampler
 from efficientformer.data.seeding import MIXUP_STREAM, sample_generator
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform, TrainTransform
+from efficientformer.errors import ConfigError, ImageError
 from efficientformer.factory import create_model
 from efficientformer.layers.sync_batchnorm import convert_sync_batchnorm
 from efficientformer.train.distributed import (
@@ -104,10 +104,10 @@ class TrainJob:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_split < 1.0:
-            raise ValueError(f"TrainJob.val_split must be in (0, 1), got {self.val_split!r}")
+            raise ConfigError(f"TrainJob.val_split must be in (0, 1), got {self.val_split!r}")
         if self.on_bad_image not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"TrainJob.on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, "
-                             f"got {self.on_bad_image!r}")
+            raise ConfigError(f"TrainJob.on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, "
+                              f"got {self.on_bad_image!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recipe"},
@@ -230,8 +230,8 @@ class _TrainingRun:
                                     world_size=info.world_size, repeats=recipe.repeated_aug, drop_last=True)
         self.steps_per_epoch = self.sampler.per_rank() // recipe.batch_size
         if self.steps_per_epoch < 1:
-            raise ValueError(f"the training set has {len(self.train_data)} images, fewer than one global batch of "
-                             f"{global_batch}")
+            raise ConfigError(f"the training set has {len(self.train_data)} images, fewer than one global batch of "
+                              f"{global_batch}")
         self.position = Position()
         self.summary: dict[str, Any] = {}
         self.last_eval: EvalResult | None = None
@@ -243,19 +243,19 @@ class _TrainingRun:
         if model is None:
             model = create_model(job.model, num_classes=num_classes, img_size=img_size, pretrained=job.pretrained)
         elif job.pretrained is not None:
-            raise ValueError("run_training(model=...) with job.pretrained: load the weights into the model first")
+            raise ConfigError("run_training(model=...) with job.pretrained: load the weights into the model first")
         elif getattr(model, "config", None) is None or not hasattr(model, "num_classes"):
             raise TypeError(f"run_training(model=...) needs an EfficientFormerV2 (or subclass), got "
                             f"{type(model).__name__}")
         elif model.num_classes != num_classes:
-            raise ValueError(f"the supplied model predicts {model.num_classes} classes but the training data has "
-                             f"{num_classes}")
+            raise ConfigError(f"the supplied model predicts {model.num_classes} classes but the training data has "
+                              f"{num_classes}")
         elif tuple(model.config.img_size) != (img_size, img_size):
-            raise ValueError(f"the supplied model is built for img_size {tuple(model.config.img_size)} but the "
-                             f"recipe trains at {img_size}")
+            raise ConfigError(f"the supplied model is built for img_size {tuple(model.config.img_size)} but the "
+                              f"recipe trains at {img_size}")
         if task is not None and recipe.distillation != "none":
-            raise ValueError(f"a custom training task ({type(task).__name__}) owns its loss: set the recipe's "
-                             f"distillation to 'none' (--set distillation=none)")
+            raise ConfigError(f"a custom training task ({type(task).__name__}) owns its loss: set the recipe's "
+                              f"distillation to 'none' (--set distillation=none)")
         return model.to(self.device)
 
     def _write_job_record(self, data, eval_crop: float, task: TrainTask | None) -> None:

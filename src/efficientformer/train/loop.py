@@ -10,13 +10,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from efficientformer.errors import UserError
 from efficientformer.train.ema import ModelEma
 from efficientformer.train.optim import CosineSchedule, clip_gradients_
 from efficientformer.train.task import StepInfo, TrainTask
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stops and the last good checkpoint is kept."""
+class NonFiniteLossError(UserError, RuntimeError):
+    """The loss became NaN or infinite; the run stops and the last good checkpoint is kept.
+
+    A UserError: the message says which settings to change (learning rate, clipping).
+    """
 
 
 @dataclass

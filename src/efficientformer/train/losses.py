@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from efficientformer.data.mixup import smoothed_targets as smooth_one_hot
+from efficientformer.errors import ConfigError
 
 DISTILLATION_MODES = ("none", "soft", "hard")
 
@@ -24,7 +25,7 @@ class SoftTargetCrossEntropy(nn.Module):
     def __init__(self, smoothing: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
+            raise ConfigError(f"label smoothing must be in [0, 1), got {smoothing}")
         self.smoothing = smoothing
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -54,11 +55,11 @@ class DistillationLoss(nn.Module):
                  mode: str = "hard", alpha: float = 0.5, tau: float = 1.0) -> None:
         super().__init__()
         if mode not in DISTILLATION_MODES:
-            raise ValueError(f"distillation mode must be one of {', '.join(DISTILLATION_MODES)}, got {mode!r}")
+            raise ConfigError(f"distillation mode must be one of {', '.join(DISTILLATION_MODES)}, got {mode!r}")
         if mode != "none" and teacher is None:
-            raise ValueError(f"distillation mode {mode!r} needs a teacher")
+            raise ConfigError(f"distillation mode {mode!r} needs a teacher")
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"distillation alpha must be in [0, 1], got {alpha}")
+            raise ConfigError(f"distillation alpha must be in [0, 1], got {alpha}")
         self.base = base
         self.teacher = teacher
         self.mode = mode
@@ -81,8 +82,8 @@ class DistillationLoss(nn.Module):
                 self.teacher.eval()
             teacher_logits = self.teacher(inputs).float()  # (B, classes)
         if teacher_logits.shape != dist_logits.shape:
-            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match the distillation head "
-                             f"{tuple(dist_logits.shape)}: the teacher must predict the same classes")
+            raise ConfigError(f"teacher logits {tuple(teacher_logits.shape)} do not match the distillation head "
+                              f"{tuple(dist_logits.shape)}: the teacher must predict the same classes")
         if self.mode == "hard":
             distill_loss = F.cross_entropy(dist_logits.float(), teacher_logits.argmax(dim=-1))
         else:

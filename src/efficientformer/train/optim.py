@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from efficientformer.errors import ConfigError
+
 
 def layer_ids(model: nn.Module) -> dict[str, int]:
     """Depth of every parameter: 0 for the stem, increasing to the output, the heads last.
@@ -51,7 +53,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     """
     no_decay_names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
-        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
+        raise ConfigError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
     depth = layer_ids(model) if layer_decay is not None else {}
     last = max(depth.values(), default=0)
     groups: dict[tuple[int, bool], dict] = {}
@@ -76,7 +78,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
 def scaled_lr(lr_base: float, global_batch: int, lr_base_batch: int = 1024) -> float:
     """The linear scaling rule: `lr_base` is the rate for `lr_base_batch` images per step (docs/training.md)."""
     if global_batch < 1:
-        raise ValueError(f"global batch size must be positive, got {global_batch}")
+        raise ConfigError(f"global batch size must be positive, got {global_batch}")
     return lr_base * global_batch / lr_base_batch
 
 
@@ -107,9 +109,9 @@ class CosineSchedule:
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
-            raise ValueError(f"schedule epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(f"schedule epochs must be >= 1, got {self.epochs}")
         if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+            raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
     def lr_at(self, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
         """Learning rate for `step` (0-based) of `epoch` (0-based)."""
@@ -144,7 +146,7 @@ class PolySchedule:
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
-            raise ValueError(f"schedule epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(f"schedule epochs must be >= 1, got {self.epochs}")
 
     def lr_at(self, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
         t = epoch + step / steps_per_epoch
@@ -190,7 +192,7 @@ def clip_gradients_(parameters: Iterable[torch.Tensor], mode: str, value: float)
     elif mode == "norm":
         torch.nn.utils.clip_grad_norm_(list(parameters), value)
     elif mode != "none":
-        raise ValueError(f"clip mode must be 'agc', 'norm' or 'none', got {mode!r}")
+        raise ConfigError(f"clip mode must be 'agc', 'norm' or 'none', got {mode!r}")
 
 
 __all__ = ["CosineSchedule", "PolySchedule", "adaptive_clip_grad_", "clip_gradients_", "create_optimizer", "layer_ids",

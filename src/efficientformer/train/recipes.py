@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from efficientformer.errors import ConfigError, UnknownNameError
 from efficientformer.train.losses import DISTILLATION_MODES
 
 CLIP_MODES = ("agc", "norm", "none")
@@ -88,28 +89,29 @@ class TrainRecipe:
         positive = ("epochs", "batch_size", "lr_base", "lr_base_batch", "img_size", "recount", "repeated_aug")
         for name in positive:
             if not getattr(self, name) > 0:
-                raise ValueError(f"TrainRecipe.{name} must be positive, got {getattr(self, name)!r}")
+                raise ConfigError(f"TrainRecipe.{name} must be positive, got {getattr(self, name)!r}")
         probabilities = ("hflip", "reprob", "mixup_prob", "mixup_switch_prob", "distillation_alpha")
         for name in probabilities:
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"TrainRecipe.{name} must be in [0, 1], got {getattr(self, name)!r}")
+                raise ConfigError(f"TrainRecipe.{name} must be in [0, 1], got {getattr(self, name)!r}")
         if not 0.0 <= self.smoothing < 1.0:
-            raise ValueError(f"TrainRecipe.smoothing must be in [0, 1), got {self.smoothing!r}")
+            raise ConfigError(f"TrainRecipe.smoothing must be in [0, 1), got {self.smoothing!r}")
         if not 0.0 < self.crop_pct <= 1.0:
-            raise ValueError(f"TrainRecipe.crop_pct must be in (0, 1], got {self.crop_pct!r}")
+            raise ConfigError(f"TrainRecipe.crop_pct must be in (0, 1], got {self.crop_pct!r}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"TrainRecipe.ema_decay must be in [0, 1), got {self.ema_decay!r}")
+            raise ConfigError(f"TrainRecipe.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
-            raise ValueError(f"TrainRecipe.layer_decay must be in (0, 1] or None, got {self.layer_decay!r}")
+            raise ConfigError(f"TrainRecipe.layer_decay must be in (0, 1] or None, got {self.layer_decay!r}")
         if self.warmup_epochs > self.epochs:
-            raise ValueError(f"TrainRecipe.warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
+            raise ConfigError(f"TrainRecipe.warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs})")
         for name, allowed in (("clip_mode", CLIP_MODES), ("amp", AMP_DTYPES), ("distillation", DISTILLATION_MODES),
                               ("remode", ("pixel", "rand", "const"))):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"TrainRecipe.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise ConfigError(f"TrainRecipe.{name} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, name)!r}")
         if self.scale[0] > self.scale[1] or self.ratio[0] > self.ratio[1] or min(self.scale + self.ratio) <= 0:
-            raise ValueError(f"TrainRecipe.scale and ratio must be positive (low, high) ranges, got {self.scale}, "
-                             f"{self.ratio}")
+            raise ConfigError(f"TrainRecipe.scale and ratio must be positive (low, high) ranges, got {self.scale}, "
+                              f"{self.ratio}")
 
     def lr(self, global_batch: int) -> float:
         """Peak learning rate for `global_batch` images per step (linear scaling rule)."""
@@ -119,7 +121,7 @@ class TrainRecipe:
         """A copy with some fields changed (validated); unknown field names are an error naming them."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ValueError(f"unknown TrainRecipe field(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown TrainRecipe field(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,14 +133,23 @@ class TrainRecipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainRecipe:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a TrainRecipe is a JSON object of its fields, got {type(data).__name__}")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown TrainRecipe field(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+            raise ConfigError(f"unknown TrainRecipe field(s): {', '.join(sorted(unknown))}")
+        try:
+            return cls(**data)
+        except TypeError as error:  # a missing field, or a value of the wrong type
+            raise ConfigError(f"TrainRecipe: {error}") from None
 
     @classmethod
     def from_json(cls, text: str) -> TrainRecipe:
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ConfigError(f"the recipe is not valid JSON ({error}): {text[:80]!r}") from None
+        return cls.from_dict(data)
 
 
 # The paper (docs/training.md): main.py defaults, hard distillation from RegNetY-16GF, fp32, AGC 0.01.
@@ -171,7 +182,7 @@ def get_recipe(name: str) -> TrainRecipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise KeyError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}") from None
+        raise UnknownNameError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}") from None
 
 
 __all__ = ["AMP_DTYPES", "CLIP_MODES", "DEFAULT", "FINETUNE", "PAPER_300", "PAPER_450", "RECIPES", "TrainRecipe",

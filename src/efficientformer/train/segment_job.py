@@ -30,6 +30,7 @@ from efficientformer.data.folder import SkippedSample
 from efficientformer.data.masks import IGNORE_INDEX, MaskFolder, TrainPairTransform, read_class_names
 from efficientformer.data.preprocess import load_image
 from efficientformer.data.seeding import sample_generator
+from efficientformer.errors import ConfigError
 from efficientformer.factory import create_model, resolve_config
 from efficientformer.models.segmentation import Segmenter, SegmenterConfig
 from efficientformer.train.distributed import (
@@ -110,9 +111,9 @@ class SegmentJob:
     def __post_init__(self) -> None:
         for name in ("img_size", "epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"SegmentJob.{name} must be positive, got {getattr(self, name)!r}")
+                raise ConfigError(f"SegmentJob.{name} must be positive, got {getattr(self, name)!r}")
         if self.img_size % 32:
-            raise ValueError(f"SegmentJob.img_size must be a multiple of 32, got {self.img_size}")
+            raise ConfigError(f"SegmentJob.img_size must be a multiple of 32, got {self.img_size}")
 
 
 class _TrainPairs:

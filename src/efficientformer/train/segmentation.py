@@ -22,9 +22,10 @@ from torch import nn
 from efficientformer.data.folder import SkippedSample
 from efficientformer.data.masks import IGNORE_INDEX, EvalPairTransform, MaskFolder, eval_size, normalize
 from efficientformer.data.preprocess import load_image
+from efficientformer.errors import CheckpointError, ConfigError, MissingFileError
 from efficientformer.models.segmentation import Segmenter, SegmenterConfig
 from efficientformer.train.task import StepInfo, TaskOutput
-from efficientformer.weights.checkpoint import CheckpointError, write_state_dict
+from efficientformer.weights.checkpoint import write_state_dict
 
 SEGMENTER_FORMAT = "efficientformer-segmenter"
 
@@ -119,7 +120,7 @@ def save_segmenter(model: Segmenter, path: str | os.PathLike, classes: Sequence[
                    reduce_zero_label: bool, img_size: int) -> Path:
     """Weights + config + what evaluation and prediction need, as safetensors with metadata."""
     if len(classes) != model.num_classes:
-        raise ValueError(f"{len(classes)} class names for a segmenter of {model.num_classes} classes")
+        raise ConfigError(f"{len(classes)} class names for a segmenter of {model.num_classes} classes")
     metadata = {"format": SEGMENTER_FORMAT, "config": json.dumps(model.config.to_dict()),
                 "classes": json.dumps(list(classes)), "ignore_index": str(ignore_index),
                 "reduce_zero_label": "1" if reduce_zero_label else "0", "img_size": str(img_size)}
@@ -131,7 +132,7 @@ def load_segmenter(path: str | os.PathLike, device: str | torch.device | None = 
     """(segmenter in eval mode, {'classes', 'ignore_index', 'reduce_zero_label', 'img_size'}) from `save_segmenter`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"segmenter checkpoint {path} does not exist")
+        raise MissingFileError(f"segmenter checkpoint {path} does not exist")
     try:
         with safetensors.safe_open(path, "pt") as handle:
             metadata = handle.metadata() or {}

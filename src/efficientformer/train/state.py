@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from efficientformer.errors import CheckpointError, WriteError
 from efficientformer.utils.io import atomic_write
 
 STATE_PATTERN = re.compile(r"^state_e(\d+)_s(\d+)\.pt$")
@@ -66,11 +67,11 @@ def check_run_dir(path: Path, needed_bytes: int) -> None:
             handle.write(b"ok")
         probe.unlink()
     except OSError as error:
-        raise OSError(f"cannot write to the run directory {path}: {error}") from None
+        raise WriteError(f"cannot write to the run directory {path}: {error}") from None
     free = shutil.disk_usage(path).free
     if free < needed_bytes:
-        raise OSError(f"only {free / 2**20:.0f} MiB free under {path}; this run's checkpoints need about "
-                      f"{needed_bytes / 2**20:.0f} MiB")
+        raise WriteError(f"only {free / 2**20:.0f} MiB free under {path}; this run's checkpoints need about "
+                         f"{needed_bytes / 2**20:.0f} MiB")
 
 
 def state_path(run_dir: str | os.PathLike, position: Position) -> Path:
@@ -92,7 +93,7 @@ def load_state(path: str | os.PathLike) -> tuple[Position, dict[str, Any]]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 (any unpickling failure means an unusable file)
-        raise ValueError(f"cannot read training state {path}: {error}") from None
+        raise CheckpointError(f"cannot read training state {path}: {error}") from None
     set_rng_state(data.pop("rng"))
     return Position(**data.pop("position")), data
 
@@ -131,8 +132,8 @@ class TrainingState:
         """Load every part and value from `payload` (as `load_state` returns it)."""
         missing = [name for name in (*self.parts, *self.values) if name not in payload]
         if missing:
-            raise ValueError(f"{source} has no {', '.join(map(repr, missing))} entry: it was saved by a run "
-                             f"configured differently (e.g. without EMA or fp16), so it cannot resume this one")
+            raise CheckpointError(f"{source} has no {', '.join(map(repr, missing))} entry: it was saved by a run "
+                                  f"configured differently (e.g. without EMA or fp16), so it cannot resume this one")
         for name, part in self.parts.items():
             part.load_state_dict(payload[name])
         for name in self.values:

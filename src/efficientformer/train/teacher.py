@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from efficientformer.errors import CheckpointError, ConfigError, MissingFileError
 from efficientformer.factory import load_model
 from efficientformer.train.recipes import TrainRecipe
 
@@ -48,15 +49,19 @@ def load_teacher(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     """A frozen, eval-mode teacher from `path` (format detected from the file's contents)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"teacher {path} does not exist")
+        raise MissingFileError(f"teacher {path} does not exist")
     names = _zip_names(path)
     inner = [name.split("/", 1)[-1] for name in names]  # without the archive's top folder
-    if any(name.startswith("code/__torch__/") for name in inner):  # TorchScript
-        teacher = torch.jit.load(str(path), map_location="cpu")
-    elif any(name.startswith("models/") and name.endswith(".json") for name in inner):  # torch.export
-        teacher = _ExportedTeacher(torch.export.load(str(path)))
-    else:
+    torchscript = any(name.startswith("code/__torch__/") for name in inner)
+    exported = any(name.startswith("models/") and name.endswith(".json") for name in inner)  # torch.export
+    if not (torchscript or exported):
         teacher = load_model(path)
+    else:
+        try:
+            teacher = (torch.jit.load(str(path), map_location="cpu") if torchscript
+                       else _ExportedTeacher(torch.export.load(str(path))))
+        except Exception as error:  # noqa: BLE001 (torch raises RuntimeError and others for a damaged archive)
+            raise CheckpointError(f"cannot load teacher {path}: {error}") from None
     teacher = teacher.to(device).eval()
     for param in teacher.parameters():
         param.requires_grad_(False)
@@ -73,11 +78,11 @@ def recipe_teacher(recipe: TrainRecipe, path: str | os.PathLike | None, model: n
     if recipe.distillation == "none":
         return None
     if path is None:
-        raise ValueError(f"recipe {recipe.name!r} uses {recipe.distillation} distillation: pass a teacher "
-                         f"file (--teacher) or turn it off (--set distillation=none)")
+        raise ConfigError(f"recipe {recipe.name!r} uses {recipe.distillation} distillation: pass a teacher "
+                          f"file (--teacher) or turn it off (--set distillation=none)")
     if not model.config.distillation:
-        raise ValueError(f"{model.config.name} has no distillation head; build it with distillation=True "
-                         f"or turn distillation off")
+        raise ConfigError(f"{model.config.name} has no distillation head; build it with distillation=True "
+                          f"or turn distillation off")
     teacher = load_teacher(path, device)
     model.set_distilled_training(True)
     return teacher

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -16,29 +17,55 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from efficientformer.errors import MissingFileError, WriteError
+
+# A write that fails for want of room (disk, quota, file size limit) or on a read-only file system.
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a temporary file beside `path` for binary writing; on success fsync it and rename it over `path`.
 
     If the body raises, the temporary file is removed and `path` is left untouched.
+
+    Raises:
+        MissingFileError: the directory does not exist.
+        WriteError: the directory is not writable, or the disk (or quota) is full, also when a write
+            in the body runs out of space; other errors of the body pass through unchanged.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        raise MissingFileError(f"cannot write {path}: directory {directory} does not exist")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise _write_error(path, error) from error
     try:
         with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+            try:
+                yield handle
+            except OSError as error:
+                if error.errno not in _OUT_OF_SPACE:
+                    raise
+                raise _write_error(path, error) from error
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+                handle.close()
+                os.replace(tmp_name, path)
+            except OSError as error:
+                raise _write_error(path, error) from error
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
     _fsync_directory(directory)
+
+
+def _write_error(path: Path, error: OSError) -> WriteError:
+    return WriteError(f"cannot write {path}: {error.strerror or error}")
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from efficientformer.errors import MissingDependencyError
+
 
 def require(module: str, extra: str) -> ModuleType:
     """Import an optional package, or raise an error that says which extra installs it.
@@ -12,13 +14,13 @@ def require(module: str, extra: str) -> ModuleType:
         ort = require("onnxruntime", "onnx")
 
     Raises:
-        RuntimeError: the module is not installed.
+        MissingDependencyError: the module is not installed (an ImportError, so `except ImportError` works).
     """
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise RuntimeError(f"{module} is not installed ({error}); install it with "
-                           f"pip install 'efficientformer[{extra}]'") from None
+        raise MissingDependencyError(f"{module} is not installed ({error}); install it with "
+                                     f"pip install 'efficientformer[{extra}]'") from None
 
 
 __all__ = ["require"]

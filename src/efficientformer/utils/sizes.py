@@ -5,6 +5,8 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+from efficientformer.errors import ConfigError
+
 
 def to_pair(size: int | Sequence[int], name: str = "img_size") -> tuple[int, int]:
     """(height, width) from an int (a square) or a pair of ints.
@@ -20,7 +22,7 @@ def to_pair(size: int | Sequence[int], name: str = "img_size") -> tuple[int, int
         height, width = size
         return (int(height), int(width))
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an int or a (height, width) pair, got {size!r}") from None
+        raise ConfigError(f"{name} must be an int or a (height, width) pair, got {size!r}") from None
 
 
 __all__ = ["to_pair"]

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
+from efficientformer.errors import ConfigError
+
 
 @contextlib.contextmanager
 def threads(count: int | None = None) -> Iterator[int]:
@@ -24,7 +26,7 @@ def threads(count: int | None = None) -> Iterator[int]:
     previous = torch.get_num_threads()
     if count is not None:
         if count < 1:
-            raise ValueError(f"threads must be >= 1, got {count}")
+            raise ConfigError(f"threads must be >= 1, got {count}")
         torch.set_num_threads(count)
     try:
         yield torch.get_num_threads()

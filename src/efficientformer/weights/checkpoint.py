@@ -19,6 +19,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from efficientformer.errors import CheckpointError, ConfigError, MissingFileError
 from efficientformer.layers.rel_pos_bias import RelPosBias, resample_bias_table
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
@@ -28,10 +29,6 @@ from efficientformer.weights.convert import bias_table_grids, detect_layout, off
 FORMAT = "efficientformer"
 FORMAT_VERSION = "1"
 HEAD_PREFIXES = ("head.", "head_dist.")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or does not fit the model."""
 
 
 @dataclass
@@ -81,7 +78,7 @@ class LoadReport:
 def _read_raw(path: Path) -> tuple[dict, dict[str, str]]:
     """Read a file's tensors and metadata, recognising the format from its first bytes."""
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist")
     with open(path, "rb") as handle:
         magic = handle.read(8)
     if magic[:4] == b"PK\x03\x04" or magic[:1] == b"\x80":
@@ -229,8 +226,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: dict[st
     """Write `model`'s weights and architecture config to `path` as safetensors, atomically."""
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise ValueError(f"save_checkpoint writes safetensors: give a path ending in .safetensors, got {path} "
-                         f"(for the official .pth layout use convert_checkpoint(..., to='official'))")
+        raise ConfigError(f"save_checkpoint writes safetensors: give a path ending in .safetensors, got {path} "
+                          f"(for the official .pth layout use convert_checkpoint(..., to='official'))")
     features_only = getattr(model, "features_only", False)
     out_indices = tuple(model.out_indices) if features_only else None
     meta = {**config_metadata(model.config, features_only, out_indices), **(metadata or {})}
@@ -256,7 +253,7 @@ def write_state_dict(state_dict: dict[str, torch.Tensor], path: str | os.PathLik
         meta = metadata if layout == "ours" else {"format": "pt"}
         data = safetensors.torch.save({k: v.contiguous() for k, v in state_dict.items()}, metadata=meta)
     else:
-        raise ValueError(f"layout must be 'ours', 'timm' or 'official', got {layout!r}")
+        raise ConfigError(f"layout must be 'ours', 'timm' or 'official', got {layout!r}")
     with atomic_write(path) as handle:
         handle.write(data)
     return path

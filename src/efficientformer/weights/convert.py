@@ -12,6 +12,7 @@ import re
 
 import torch
 
+from efficientformer.errors import CheckpointError
 from efficientformer.layers.rel_pos_bias import relative_position_index
 
 LAYOUTS = ("ours", "timm", "official")
@@ -37,11 +38,8 @@ _OFFICIAL_NETWORK = re.compile(r"network\.(\d+)\.(.*)")
 _OURS_STAGE = re.compile(r"stages\.(\d+)\.(blocks\.(\d+)\.|downsample\.)(.*)")
 
 
-class LayoutError(KeyError):
-    """A key that belongs to no known layout."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+class LayoutError(CheckpointError, KeyError):
+    """A key that belongs to no known layout (a KeyError too, as it always was)."""
 
 
 def _rename(key: str, table: tuple[tuple[str, str], ...], reverse: bool, where: str) -> str:
@@ -123,8 +121,8 @@ def ours_to_official(state_dict: dict[str, torch.Tensor],
 def _square_grid(key: str, table: torch.Tensor) -> tuple[int, int]:
     side = math.isqrt(table.shape[-1])
     if side * side != table.shape[-1]:
-        raise ValueError(f"{key}: a bias table of {table.shape[-1]} entries is not square; the official layout "
-                         f"only holds square resolutions")
+        raise CheckpointError(f"{key}: a bias table of {table.shape[-1]} entries is not square; the official layout "
+                              f"only holds square resolutions")
     return side, side
 
 

@@ -17,16 +17,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from efficientformer.errors import DownloadError, MissingFileError
 from efficientformer.utils.io import atomic_write
 from efficientformer.utils.progress import progress_bar
 from efficientformer.weights.zoo import WEIGHTS, Weights
 
 CHUNK = 1 << 20
 USER_AGENT = "efficientformer-weights-downloader"
-
-
-class DownloadError(RuntimeError):
-    """A weights file could not be fetched, or what arrived is not the expected file."""
 
 
 def cache_dir() -> Path:
@@ -144,9 +141,9 @@ def resolve_weights(tag_or_path: str | os.PathLike, cache: str | os.PathLike | N
     if text in WEIGHTS:
         return fetch_weights(WEIGHTS[text], cache)
     if path.exists():
-        raise FileNotFoundError(f"weights {path} is not a file")
-    raise FileNotFoundError(f"weights {text!r} are neither an existing file nor a known weight tag "
-                            f"(known tags: {', '.join(WEIGHTS)}; see `efficientformer list`)")
+        raise MissingFileError(f"weights {path} is not a file")
+    raise MissingFileError(f"weights {text!r} are neither an existing file nor a known weight tag "
+                           f"(known tags: {', '.join(WEIGHTS)}; see `efficientformer list`)")
 
 
 __all__ = ["DownloadError", "cache_dir", "download", "fetch_weights", "offline", "resolve_weights", "sha256_of",

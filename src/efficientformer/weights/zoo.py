@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from efficientformer.errors import ConfigError, UnknownNameError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CROP_PCT = 0.875
@@ -60,12 +62,12 @@ class DataConfig:
         for name in ("input_size", "mean", "std"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if len(self.input_size) != 3 or min(self.input_size) < 1:
-            raise ValueError(f"DataConfig.input_size must be (channels, height, width), got {self.input_size!r}")
+            raise ConfigError(f"DataConfig.input_size must be (channels, height, width), got {self.input_size!r}")
         if not 0.0 < self.crop_pct <= 1.0:
-            raise ValueError(f"DataConfig.crop_pct must be in (0, 1], got {self.crop_pct!r}")
+            raise ConfigError(f"DataConfig.crop_pct must be in (0, 1], got {self.crop_pct!r}")
         if self.interpolation not in INTERPOLATION_MODES:
-            raise ValueError(f"DataConfig.interpolation must be one of {', '.join(INTERPOLATION_MODES)}, "
-                             f"got {self.interpolation!r}")
+            raise ConfigError(f"DataConfig.interpolation must be one of {', '.join(INTERPOLATION_MODES)}, "
+                              f"got {self.interpolation!r}")
 
     @property
     def img_size(self) -> tuple[int, int]:
@@ -147,13 +149,14 @@ def get_weights(tag: str) -> Weights:
     try:
         return WEIGHTS[tag]
     except KeyError:
-        raise KeyError(f"unknown weight tag {tag!r}; known tags: {', '.join(WEIGHTS)}") from None
+        raise UnknownNameError(f"unknown weight tag {tag!r}; known tags: {', '.join(WEIGHTS)}") from None
 
 
 def default_weights(model: str) -> Weights:
     """The weights `create_model(model, pretrained=True)` uses."""
     if model not in DEFAULT:
-        raise KeyError(f"no default pretrained weights for {model!r}; models with weights: {', '.join(DEFAULT)}")
+        raise UnknownNameError(f"no default pretrained weights for {model!r}; models with weights: "
+                               f"{', '.join(DEFAULT)}")
     return WEIGHTS[DEFAULT[model]]
 
 
