@@ -54,6 +54,8 @@ def test_a_missing_runtime_found_by_require_is_one_line(tmp_path, monkeypatch, c
     (["info", "s0", "--img-size", "100"], "img_size height 100 is not supported"),
     (["predict", "--weights", "/no/such/weights.safetensors"], "/no/such/weights.safetensors"),
     (["train", "--data", "/no/such/folder", "--epochs", "1"], "image folder or list file /no/such/folder does not"),
+    (["train", "--set", "epochs=abc"], "TrainRecipe.epochs must be int, got 'abc'"),
+    (["train", "--set", "betas=0.9"], "TrainRecipe.betas must be tuple[float, float], got 0.9"),
 ])
 def test_user_errors_raised_deep_in_the_library_are_one_line(argv, needle, tmp_path, capsys):
     assert main([*argv, "--output", str(tmp_path / "run")] if argv[0] == "train" else argv) == EXIT_USER_ERROR

@@ -18,6 +18,17 @@ CLIP_MODES = ("agc", "norm", "none")
 AMP_DTYPES = ("none", "bfloat16", "float16")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# The annotation of each TrainRecipe field (a string: postponed annotations) -> a check of a value.
+_FIELD_TYPES = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool), "float": _is_number,
+                "str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
+                "float | None": lambda v: v is None or _is_number(v)}
+_PAIR_TYPES = ("tuple[float, float]",)
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
     """Every knob of a training run except the data location and the model.
@@ -84,6 +95,7 @@ class TrainRecipe:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self._check_types()
         for name in ("betas", "scale", "ratio"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         positive = ("epochs", "batch_size", "lr_base", "lr_base_batch", "img_size", "recount", "repeated_aug")
@@ -116,6 +128,17 @@ class TrainRecipe:
     def lr(self, global_batch: int) -> float:
         """Peak learning rate for `global_batch` images per step (linear scaling rule)."""
         return self.lr_base * global_batch / self.lr_base_batch
+
+    def _check_types(self) -> None:
+        """Each field holds its annotated kind (an int is a float too; a bool is neither), e.g. from `--set`."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type in _PAIR_TYPES:
+                ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_number, value))
+            else:
+                ok = _FIELD_TYPES[field.type](value)
+            if not ok:
+                raise ConfigError(f"TrainRecipe.{field.name} must be {field.type}, got {value!r}")
 
     def replace(self, **changes: Any) -> TrainRecipe:
         """A copy with some fields changed (validated); unknown field names are an error naming them."""
