@@ -1,9 +1,9 @@
 """EfficientFormerV2 for mobile vision: model zoo, checkpoint conversion, fast inference."""
 
+from efficientformer.errors import UserError
 from efficientformer.factory import convert_checkpoint, create_model, data_config, infer_config, load_model
 from efficientformer.models import EfficientFormerV2, ModelConfig, StageConfig, fuse, list_models
-from efficientformer.weights.checkpoint import CheckpointError, LoadReport, load_checkpoint, save_checkpoint
-from efficientformer.weights.zoo import DataConfig
+from efficientformer.weights import CheckpointError, DataConfig, LoadReport, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
 
@@ -14,6 +14,7 @@ __all__ = [
     "LoadReport",
     "ModelConfig",
     "StageConfig",
+    "UserError",
     "convert_checkpoint",
     "create_model",
     "data_config",

@@ -18,8 +18,9 @@ pytest.importorskip("executorch.runtime", reason="executorch is not installed (p
 
 import efficientformer
 from efficientformer.cli import main
-from efficientformer.export import FORMATS, ParityError, check_executorch_parity, export_model, load_runner
+from efficientformer.export import FORMATS, ParityError, check_executorch_parity, export_model
 from efficientformer.export import executorch as et
+from efficientformer.export.executorch import load_runner
 from efficientformer.export.parity import parity_images
 from efficientformer.layers import TalkingHead
 from efficientformer.models.blocks import Attention2d

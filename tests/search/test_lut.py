@@ -9,6 +9,7 @@ import torch
 
 from efficientformer.models import get_config
 from efficientformer.models.summary import param_count
+from efficientformer.search import lut_validate
 from efficientformer.search.lut import (
     LatencyTable,
     ParamCounter,
@@ -18,7 +19,8 @@ from efficientformer.search.lut import (
     example_input,
     space_entries,
 )
-from efficientformer.search.lut_validate import ValidationRow, calibrate_overhead, calibration_configs, validate_lut
+from efficientformer.search.lut_validate import ValidationRow, calibrate, calibration_configs, validate_lut
+from efficientformer.search.runtimes import Preparer
 from efficientformer.search.space import TINY_SPACE
 from synthetic_lut import OUTLIER, SyntheticClock
 
@@ -98,9 +100,11 @@ def test_prediction_is_the_sum_of_the_entries_on_a_synthetic_clock(tmp_path):
     # One outlier in three timed calls: the median is the cost, p90 interpolates towards the outlier.
     stem = table.entries["stem:3>8@64x64"]
     assert stem["median_ms"] == pytest.approx(1.0) and stem["p90_ms"] == pytest.approx(1.0 + 0.8 * (OUTLIER - 1.0))
-    # The overhead is added once per network, not per entry.
-    table.header["overhead"] = {"ms": 0.5}
-    assert table.predict(test) == pytest.approx(38.25) and table.sum_ms(test) == pytest.approx(37.75)
+    # Calibrated: the scale applies to the sum, the cold-weight term to the network's parameters, and the
+    # overhead is added once per network, not per entry.
+    table.header["calibration"] = {"scale": 2.0, "ms_per_mparam": 3.0, "overhead_ms": 0.5}
+    assert table.sum_ms(test) == pytest.approx(37.75)
+    assert table.predict(test) == pytest.approx(2.0 * 37.75 + 3.0 * param_count(test) / 1e6 + 0.5)
 
 
 def test_missing_entry_and_wrong_size_are_named(tiny_table, tmp_path):
@@ -124,23 +128,52 @@ def test_validation_row_errors_by_hand():
                         session_sum_ms=6.0)
     assert row.error == pytest.approx(0.375)  # (11 - 8) / 8: positive when the table over-predicts
     assert row.additivity_error == pytest.approx(-0.125)  # (6 + the overhead 1 - 8) / 8
+    scaled = ValidationRow("net", predicted_ms=21.0, sum_ms=10.0, measured_ms=16.0, measured_p90_ms=17.0,
+                           session_sum_ms=6.0, scale=2.0)
+    assert scaled.additivity_error == pytest.approx(-0.1875)  # (21 + 2 x (6 - 10) - 16) / 16
     assert ValidationRow("net", 11.0, 10.0, 8.0, 9.0).additivity_error is None
 
 
-def test_validation_and_overhead_calibration_run(tiny_table):
+def test_validation_and_calibration_run(tiny_table):
     test = get_config("efficientformerv2_test").replace(name="test")
-    calibration = calibration_configs(TINY_SPACE, 2)
-    overhead = calibrate_overhead(tiny_table, calibration)
-    assert tiny_table.header["overhead"]["ms"] == overhead
-    assert set(tiny_table.header["overhead"]["calibration"]) == {c.name for c in calibration}
+    calibration = calibration_configs(TINY_SPACE, 3)
+    terms = calibrate(tiny_table, calibration)
+    assert tiny_table.calibration == pytest.approx(terms)
+    assert set(tiny_table.header["calibration"]["networks"]) == {c.name for c in calibration}
     rows = validate_lut(tiny_table, [test, TINY_SPACE.min_config()], with_entries=True)
     assert [row.name for row in rows] == ["test", TINY_SPACE.min_config().name]
     for row, config in zip(rows, (test, TINY_SPACE.min_config())):
         entries = sum(tiny_table.entries[e.key]["median_ms"] for e in decompose(config))
-        assert row.sum_ms == pytest.approx(entries) and row.predicted_ms == pytest.approx(entries + overhead)
+        expected = terms["scale"] * entries + terms["ms_per_mparam"] * param_count(config) / 1e6 + terms["overhead_ms"]
+        assert row.sum_ms == pytest.approx(entries) and row.predicted_ms == pytest.approx(expected)
         assert row.measured_p90_ms >= row.measured_ms > 0 and row.session_sum_ms > 0
     # The validation nets are not the calibration nets.
-    assert not {r.name for r in rows} & set(tiny_table.header["overhead"]["calibration"])
+    assert not {r.name for r in rows} & set(tiny_table.header["calibration"]["networks"])
+
+
+def _fake_networks(monkeypatch, latency):
+    """Make `measure_networks` report latency(sum, params) for each network instead of timing it."""
+    def measure(table, configs, progress=None):
+        return {c.name: (latency(table.sum_ms(c), param_count(c)), 0.0) for c in configs}
+    monkeypatch.setattr(lut_validate, "measure_networks", measure)
+
+
+def test_calibration_recovers_the_three_terms_and_falls_back_to_a_constant(tiny_table, monkeypatch):
+    """Networks that cost exactly 1.5 x sum + 0.2 ms per M params + 0.3 ms give back those terms; with two
+    networks, or a fit with a non-positive scale, only the constant is fitted (median of measured - sum)."""
+    configs = calibration_configs(TINY_SPACE, 5)
+    _fake_networks(monkeypatch, lambda total, params: 1.5 * total + 0.2 * params / 1e6 + 0.3)
+    terms = calibrate(tiny_table, configs)
+    assert terms == pytest.approx({"scale": 1.5, "ms_per_mparam": 0.2, "overhead_ms": 0.3}, abs=1e-6)
+    config = TINY_SPACE.max_config()
+    assert tiny_table.predict(config) == pytest.approx(1.5 * tiny_table.sum_ms(config)
+                                                       + 0.2 * param_count(config) / 1e6 + 0.3, rel=1e-6)
+    terms = calibrate(tiny_table, configs[:2])
+    differences = sorted(0.5 * tiny_table.sum_ms(c) + 0.2 * param_count(c) / 1e6 + 0.3 for c in configs[:2])
+    assert terms == pytest.approx({"scale": 1.0, "ms_per_mparam": 0.0, "overhead_ms": sum(differences) / 2})
+    _fake_networks(monkeypatch, lambda total, params: 50.0 - total)  # slower when the sum is smaller: no physics
+    terms = calibrate(tiny_table, configs)
+    assert terms["scale"] == 1.0 and terms["ms_per_mparam"] == 0.0
 
 
 def test_build_resumes_after_a_kill_without_remeasuring(tmp_path):
@@ -193,3 +226,27 @@ def test_exported_runtime_entries_build_and_resume(runtime, package, tmp_path):
     assert table.entries[wanted[0].key] == first.entries[wanted[0].key]
     assert table.header["runtime"] == runtime and table.header["versions"][runtime] != "not installed"
     assert all(v["median_ms"] > 0 for v in table.entries.values())
+
+
+@pytest.mark.export
+def test_parallel_lowering_runs_the_given_modules_and_builds_a_table(tmp_path):
+    """Entries lowered by worker processes are the modules this process built (same outputs as eager), and a
+    table built with two workers has every requested entry."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is optional")
+    pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript")
+    wanted = [next(e for e in space_entries(TINY_SPACE) if e.kind == kind) for kind in ("ffn", "attn", "down")]
+    modules = {e.key: (build_entry(e, TINY_SPACE.base).eval(), example_input(e)) for e in wanted}
+    with Preparer("onnxruntime", threads=1, workers=2) as preparer:
+        assert preparer.parallel
+        prepared = preparer.prepare(modules)
+    assert list(prepared) == list(modules)
+    for key, (call, seconds) in prepared.items():
+        module, example = modules[key]
+        with torch.inference_mode():
+            expected = module(example)
+        torch.testing.assert_close(torch.from_numpy(call()[0]), expected, atol=1e-4, rtol=1e-4)
+        assert seconds > 0
+    table = build_lut(TINY_SPACE, "onnxruntime", path=tmp_path / "lut.json", entries=wanted, threads=1, clock="cpu",
+                      workers=2, **FAST)
+    assert set(table.entries) == {e.key for e in wanted}
+    assert all(v["median_ms"] > 0 and v["prepare_s"] > 0 for v in table.entries.values())

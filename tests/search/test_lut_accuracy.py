@@ -74,7 +74,8 @@ def _lut_command(monkeypatch, tmp_path, *flags: str) -> int:
 
     monkeypatch.setattr(lut_validate, "measure_networks", measured)
     return main(["lut", "--space", "tiny", "--img-size", "64", "--output", str(tmp_path / "lut.json"), "--warmup", "1",
-                 "--repeats", "3", "--validate", "--random", str(len(ERRORS)), "--worst", "2", *flags])
+                 "--repeats", "3", "--calibrate", "0", "--validate", "--random", str(len(ERRORS)), "--worst", "2",
+                 *flags])
 
 
 def test_validate_reports_the_share_and_the_worst_networks(monkeypatch, tmp_path, capsys):

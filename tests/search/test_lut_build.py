@@ -12,7 +12,7 @@ import pytest
 
 from efficientformer.models import get_config
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
-from efficientformer.search import lut, lut_validate
+from efficientformer.search import lut, runtimes
 from efficientformer.search.lut import LatencyTable, build_lut, decompose, space_entries
 from efficientformer.search.lut_validate import validate_lut
 from efficientformer.search.space import TINY_SPACE
@@ -57,7 +57,7 @@ def test_validation_with_entries_prepares_each_network_and_entry_once(tmp_path, 
         prepared.append("net" if type(module) is EfficientFormerV2 else "entry")
         return lambda: None
 
-    monkeypatch.setattr(lut_validate, "make_runner", counting_runner)
+    monkeypatch.setattr(runtimes, "make_runner", counting_runner)
     configs = [get_config("efficientformerv2_test").replace(name="test"), TINY_SPACE.min_config()]
     rows = validate_lut(table, configs, with_entries=True)
     assert [row.name for row in rows] == ["test", configs[1].name]

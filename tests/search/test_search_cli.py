@@ -55,7 +55,7 @@ def test_lut_command_builds_and_validates(tmp_path, capsys):
                  "--repeats", "2", "--calibrate", "2", "--validate", "--random", "1", "--json"])
     assert code == 0
     table = LatencyTable.load(output)
-    assert table.header["complete"] and "overhead" in table.header  # --calibrate 2 asked for it
+    assert table.header["complete"] and "calibration" in table.header  # --calibrate 2 asked for it
     report = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in report["rows"]] == ["random-0-0"]
     assert report["rows"][0]["measured_ms"] > 0
@@ -183,3 +183,23 @@ def test_target_model_sets_the_budget_measured_in_the_same_run(tmp_path, capsys)
     with pytest.raises(ValueError, match="--target 'resnet50' cannot be built"):
         run_search(SearchJob(output=str(tmp_path / "bad"), supernet=str(supernet), lut=str(lut.path),
                              target="resnet50"))
+
+
+def test_accuracy_at_the_supernet_resolution_latency_and_params_at_the_deployed_one(supernet_and_lut, tmp_path):
+    """A supernet at 64 px searched for 96 px: the table, the parameters (attention biases grow with the grid)
+    and the found JSON are at 96, the accuracies come from the 64 px supernet; a 64 px table is refused."""
+    supernet, lut64 = supernet_and_lut
+    deploy = MICRO_SPACE.replace_base(img_size=(96, 96))
+    clock = SyntheticClock(warmup=1)
+    lut96 = build_lut(deploy, "torch-fused", path=tmp_path / "lut96.json", warmup=1, repeats=3, progress=False,
+                      runner=clock.runner, timer=clock)
+    summary = run_search(SearchJob(output=str(tmp_path / "run"), supernet=str(supernet), lut=str(lut96.path),
+                                   img_size=96, relative_latency=0.9, relative_params=0.9, eval_images=10,
+                                   calib_images=8, max_steps=2, calibrate=0))
+    found = create_model(summary["found"]).config
+    assert found.img_size == (96, 96)
+    row = next(r for r in summary["rows"] if r["name"] == "found")
+    assert row["params"] == ParamCounter()(found) != ParamCounter()(found.replace(img_size=(64, 64)))
+    assert row["latency_ms"] == pytest.approx(lut96.predict(found))
+    with pytest.raises(ValueError, match="img_size"):
+        run_search(SearchJob(output=str(tmp_path / "run64"), supernet=str(supernet), lut=str(lut64), img_size=96))

@@ -10,17 +10,15 @@ import pytest
 from efficientformer.factory import create_model
 from efficientformer.models.summary import param_count as exact_param_count
 from efficientformer.search.lut import ParamCounter
+from efficientformer.search.outputs import found_name, write_found, write_trajectory_csv
 from efficientformer.search.slimming import (
     Action,
     Measured,
     Step,
     apply_action,
     choose_move,
-    found_name,
     frontier,
     slim,
-    write_found,
-    write_trajectory_csv,
 )
 from efficientformer.search.space import TINY_SPACE, SearchSpace, StageSpace, signature
 
@@ -229,3 +227,41 @@ def test_the_evaluator_measures_each_subnet_once(tmp_path):
     again = slim(TINY_SPACE, accuracy, synthetic_latency, param_count, target_latency_ms=0.0, max_steps=3,
                  state_path=state_path, progress=False)
     assert again.evaluations == 0 and len(calls) == result.evaluations  # everything came from the state
+
+
+def test_lazy_steps_follow_the_full_search_with_fewer_evaluations(tmp_path):
+    """synthetic_accuracy is additive, so an action's last measured drop is its drop now: evaluating only the
+    never-seen actions and the best two by estimate must walk the full search's trajectory, with fewer
+    evaluations; killed and resumed, the lazy search rebuilds its estimates and takes the same steps."""
+    targets = {"target_latency_ms": synthetic_latency(MAX) / 3, "target_params": param_count(MAX) / 3}
+    full = slim(TINY_SPACE, synthetic_accuracy, synthetic_latency, param_count, progress=False, **targets)
+    lazy = slim(TINY_SPACE, synthetic_accuracy, synthetic_latency, param_count, progress=False, lazy=2, **targets)
+    assert [s.config for s in lazy.steps] == [s.config for s in full.steps] and lazy.targets_met
+    assert lazy.evaluations < full.evaluations
+    assert all(s.candidates < f.candidates for s, f in zip(lazy.steps[2:], full.steps[2:]))
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step.step == 3:
+            raise Killed
+
+    seen = []
+
+    def counting(config):
+        seen.append(signature(config))
+        return synthetic_accuracy(config)
+
+    state = tmp_path / "state.json"
+    with pytest.raises(Killed):
+        slim(TINY_SPACE, counting, synthetic_latency, param_count, state_path=state, on_step=kill, progress=False,
+             lazy=2, **targets)
+    before = set(seen)
+    seen.clear()
+    resumed = slim(TINY_SPACE, counting, synthetic_latency, param_count, state_path=state, progress=False, lazy=2,
+                   **targets)
+    assert [s.to_dict() for s in resumed.steps] == [s.to_dict() for s in lazy.steps]
+    assert not set(seen) & before
+    with pytest.raises(ValueError, match="lazy"):  # a state written by a lazy search is not resumed by a full one
+        slim(TINY_SPACE, counting, synthetic_latency, param_count, state_path=state, progress=False, **targets)

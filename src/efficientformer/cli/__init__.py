@@ -151,5 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BUG
 
 
-__all__ = ["COMMANDS", "EXIT_BUG", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "ConsoleLogHandler", "build_parser",
-           "console", "err_console", "library_logging", "main", "print_json", "report_bug", "warn"]
+# What a program uses: `main(argv)` and its exit codes. The console helpers (console, err_console, warn,
+# print_json, library_logging) are for the command modules.
+__all__ = ["COMMANDS", "EXIT_BUG", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "build_parser", "main"]

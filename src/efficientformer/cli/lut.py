@@ -11,8 +11,9 @@ from efficientformer.search.lut import build_lut
 from efficientformer.search.lut_validate import (
     TOLERANCE,
     accuracy_report,
-    calibrate_overhead,
+    calibrate,
     calibration_configs,
+    calibration_line,
     share_line,
     summary_line,
     validate_lut,
@@ -38,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads")
     parser.add_argument("--clock", default="cpu", choices=sorted(CLOCKS),
                         help="cpu: calling thread's CPU time (robust under load, 1 thread); wall: perf_counter")
-    parser.add_argument("--calibrate", type=int, default=0, metavar="N",
-                        help="fit a per-network overhead on N calibration subnets (default 0: plain sum)")
+    parser.add_argument("--calibrate", type=int, default=20, metavar="N",
+                        help="fit the prediction's terms (scale, cold weights per M params, per-network constant) on "
+                             "N calibration subnets, never the validation ones (0: the plain sum)")
     parser.add_argument("--additivity", action="store_true",
                         help="in --validate, also re-time each network's entries in the networks' session")
     parser.add_argument("--validate", action="store_true",
@@ -64,17 +66,16 @@ def run(args: argparse.Namespace) -> int:
     if spent:
         say.print("build time (wall, all runs): " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in
                                                               spent.items()), highlight=False)
-    if args.calibrate and "overhead" not in table.header:
-        overhead = calibrate_overhead(table, calibration_configs(space, args.calibrate))
+    if args.calibrate and "calibration" not in table.header:
+        terms = calibrate(table, calibration_configs(space, args.calibrate))
         table.save()
-        say.print(f"fitted per-network overhead: {overhead:+.3f} ms (median of measured - sum over "
-                      f"{args.calibrate} calibration subnets)", highlight=False)
+        say.print(f"calibrated on {args.calibrate} subnets: {calibration_line(terms)}", highlight=False)
     if not args.validate:
         return 0
     rows = validate_lut(table, validation_configs(space, args.random), with_entries=args.additivity)
     report = accuracy_report(rows, TOLERANCE, worst=args.worst)
     if args.json:
-        print_json({"lut": output, "rows": [r.to_dict() for r in rows], "overhead_ms": table.overhead_ms,
+        print_json({"lut": output, "rows": [r.to_dict() for r in rows], "calibration": table.calibration,
                     "accuracy": report})
         return 0
     view = Table(title=f"{table.header['machine']} | {table.runtime} | {args.img_size} px | batch 1",
@@ -91,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
             cells += [f"{row.session_sum_ms:.3f}", f"{100 * row.additivity_error:+.1f}%"]
         view.add_row(*cells)
     console.print(view)
-    console.print(f"prediction: {summary_line(rows)}; overhead {table.overhead_ms:+.3f} ms per network",
-                  highlight=False)
+    console.print(f"prediction: {summary_line(rows)}; {calibration_line(table.calibration)}", highlight=False)
     console.print(f"accuracy: {share_line(report)}", highlight=False)
     if report["worst"]:
         worst = Table(title=f"worst {len(report['worst'])} networks by |error|", title_justify="left")

@@ -46,7 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=job.output, help="run directory (resumed when it exists)")
     parser.add_argument("--space", default=job.space, help=f"space of a trained supernet: {', '.join(SPACES)} "
                                                             f"or a JSON file")
-    parser.add_argument("--img-size", type=int, default=job.img_size, help="resolution of a trained supernet")
+    parser.add_argument("--img-size", type=int, default=job.img_size,
+                        help="deployment resolution: latency table, parameters, target and measurements (default: "
+                             "the supernet's, 64 for a trained one)")
+    parser.add_argument("--train-img-size", type=int, default=job.train_img_size,
+                        help="supernet training and accuracy resolution (default: --img-size; at most 64 on the "
+                             "embedded 8x8 digits)")
+    parser.add_argument("--lazy", type=int, default=job.lazy, metavar="K",
+                        help=f"per step, evaluate only new actions and the K best by their last accuracy drop "
+                             f"(default {job.lazy}; 0: every action, the paper's rule)")
     parser.add_argument("--epochs", type=int, default=job.supernet_epochs, help="supernet training epochs")
     parser.add_argument("--eval-images", type=int, default=job.eval_images, help="held-out images per accuracy")
     parser.add_argument("--calib-images", type=int, default=job.calib_images,
@@ -72,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     mes = MESConstants(params_unit=args.mes_params_unit, latency_unit_ms=args.mes_latency_unit_ms,
                        params_alpha=args.mes_params_alpha, latency_alpha=args.mes_latency_alpha)
     job = SearchJob(output=args.output, supernet=args.supernet, lut=args.lut, data=args.data, val_data=args.val_data,
-                    space=args.space, img_size=args.img_size, supernet_epochs=args.epochs,
+                    space=args.space, img_size=args.img_size, train_img_size=args.train_img_size,
+                    supernet_epochs=args.epochs, lazy=args.lazy,
                     target=args.target, target_latency_ms=args.target_latency_ms, target_params=args.target_params,
                     relative_latency=args.relative_latency, relative_params=args.relative_params, mes=mes,
                     mes_relative=args.mes_relative, eval_images=args.eval_images, calib_images=args.calib_images,

@@ -16,7 +16,7 @@ from torch import nn
 
 from efficientformer.errors import ConfigError, UnknownNameError
 from efficientformer.export.coreml import CoreMLExport, check_coreml_parity, export_coreml
-from efficientformer.export.executorch import ExecutorchExport, check_executorch_parity, export_executorch, load_runner
+from efficientformer.export.executorch import ExecutorchExport, check_executorch_parity, export_executorch
 from efficientformer.export.onnx import DEFAULT_OPSET, OnnxExport, check_onnx_parity, export_onnx
 from efficientformer.export.openvino import OpenVinoExport, check_openvino_parity, export_openvino
 from efficientformer.export.parity import ParityError, ParityReport, ParityUnavailable, check_parity, parity_images
@@ -163,7 +163,6 @@ __all__ = [
     "export_onnx",
     "export_openvino",
     "export_tflite",
-    "load_runner",
     "parity_images",
     "quantize_executorch",
     "quantize_onnx",

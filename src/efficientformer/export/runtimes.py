@@ -51,35 +51,73 @@ def _array_call(run: Callable[[np.ndarray], object], example: torch.Tensor) -> T
     return lambda: run(array)
 
 
-def _onnxruntime(fused: nn.Module, example: torch.Tensor, threads: int | None, directory: Path, stem: str) -> TimedCall:
-    from efficientformer.export.onnx import onnx_proto, onnxruntime_session
+def _lower_onnx(fused: nn.Module, example: torch.Tensor, path: Path) -> None:
+    from efficientformer.export.onnx import onnx_proto
 
-    path = directory / f"{stem}.onnx"
     path.write_bytes(onnx_proto(fused, example).SerializeToString())
-    session = onnxruntime_session(path, num_threads=threads)  # holds the model: the file may go
-    name = session.get_inputs()[0].name
-    return _array_call(lambda array: session.run(None, {name: array}), example)
 
 
-def _executorch(fused: nn.Module, example: torch.Tensor, threads: int | None, directory: Path, stem: str) -> TimedCall:
+def _lower_executorch(fused: nn.Module, example: torch.Tensor, path: Path) -> None:
     from efficientformer.export import executorch as et
 
     data, _ = et.lower_to_xnnpack(et.capture_example(fused, example), (example.shape[0],) * 2)
-    path = directory / f"{stem}.pte"
     path.write_bytes(data)
-    runner = et.load_runner(path, num_threads=threads)  # the loaded program keeps its data
-    return _array_call(runner, example)
 
 
-def _openvino(fused: nn.Module, example: torch.Tensor, threads: int | None, directory: Path, stem: str) -> TimedCall:
+def _lower_openvino(fused: nn.Module, example: torch.Tensor, path: Path) -> None:
     from efficientformer.export import openvino as ov_export
 
-    path = directory / f"{stem}.xml"
     ov_export.save_ir(ov_export.convert_program(fused, example), path)
-    return _array_call(ov_export.load_runner(path, num_threads=threads), example)
 
 
-_LOWER = {"onnxruntime": _onnxruntime, "executorch": _executorch, "openvino": _openvino}
+def _load_onnx(path: Path, threads: int | None) -> Callable[[np.ndarray], object]:
+    from efficientformer.export.onnx import onnxruntime_session
+
+    session = onnxruntime_session(path, num_threads=threads)  # holds the model: the file may go
+    name = session.get_inputs()[0].name
+    return lambda array: session.run(None, {name: array})
+
+
+def _load_executorch(path: Path, threads: int | None) -> Callable[[np.ndarray], object]:
+    from efficientformer.export import executorch as et
+
+    return et.load_runner(path, num_threads=threads)  # the loaded program keeps its data
+
+
+def _load_openvino(path: Path, threads: int | None) -> Callable[[np.ndarray], object]:
+    from efficientformer.export import openvino as ov_export
+
+    return ov_export.load_runner(path, num_threads=threads)
+
+
+# runtime -> (file suffix, write the lowered file, load it as a callable on a float32 array)
+_FILES = {"onnxruntime": (".onnx", _lower_onnx, _load_onnx),
+          "executorch": (".pte", _lower_executorch, _load_executorch),
+          "openvino": (".xml", _lower_openvino, _load_openvino)}
+
+
+def lower(module: nn.Module, example: torch.Tensor, runtime: str, directory: str | Path, *, name: str = "module",
+          approximate: tuple[str, ...] = ()) -> Path:
+    """Lower `module` at `example`'s shape to `runtime`'s file in `directory` (an EXPORTED runtime); its path.
+
+    The first half of `prepare`, which needs no runtime installed: it can run in another process
+    (the latency table lowers its entries in parallel workers and loads them in the timing process).
+    """
+    if runtime not in EXPORTED:
+        raise UnknownNameError(f"runtime {runtime!r} has no file to lower to; those that do: {', '.join(EXPORTED)}")
+    suffix, write, _ = _FILES[runtime]
+    fused = fuse(module.eval(), approximate=approximate).to(device="cpu", dtype=torch.float32)
+    path = Path(directory) / f"{name}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(fused, example.detach().to(device="cpu", dtype=torch.float32), path)
+    return path
+
+
+def load(path: str | Path, runtime: str, example: torch.Tensor, *, threads: int | None = None) -> TimedCall:
+    """The second half of `prepare`: a callable running the file `lower` wrote on `example` once."""
+    if runtime not in EXPORTED:
+        raise UnknownNameError(f"runtime {runtime!r} loads no file; those that do: {', '.join(EXPORTED)}")
+    return _array_call(_FILES[runtime][2](Path(path), threads), example)
 
 
 def prepare(module: nn.Module, example: torch.Tensor, runtime: str, *, threads: int | None = None,
@@ -102,14 +140,12 @@ def prepare(module: nn.Module, example: torch.Tensor, runtime: str, *, threads: 
     if runtime in ("torch-fused", "torch-compile"):
         fused = fuse(module, channels_last=channels_last, compile=runtime == "torch-compile", approximate=approximate)
         return torch_call(fused, example.contiguous(memory_format=torch.channels_last) if channels_last else example)
-    fused = fuse(module, approximate=approximate).to(device="cpu", dtype=torch.float32)
-    example = example.detach().to(device="cpu", dtype=torch.float32)
     if workdir is not None:
-        directory = Path(workdir)
-        directory.mkdir(parents=True, exist_ok=True)
-        return _LOWER[runtime](fused, example, threads, directory, name)
+        return load(lower(module, example, runtime, workdir, name=name, approximate=approximate), runtime, example,
+                    threads=threads)
     with tempfile.TemporaryDirectory(prefix="efficientformer-runtime-") as temporary:
-        return _LOWER[runtime](fused, example, threads, Path(temporary), name)
+        path = lower(module, example, runtime, temporary, name=name, approximate=approximate)
+        return load(path, runtime, example, threads=threads)  # the runtime holds the model: the file may go
 
 
-__all__ = ["EXPORTED", "RUNTIMES", "TimedCall", "prepare", "torch_call"]
+__all__ = ["EXPORTED", "RUNTIMES", "TimedCall", "load", "lower", "prepare", "torch_call"]

@@ -1,10 +1,13 @@
-"""Architectures: configs, the registry, the blocks and the network."""
+"""Architectures: configs, the registry, the blocks and the network, its inference fast path and its summary."""
 
 from efficientformer.models import variants  # noqa: F401  (registers the published configs)
 from efficientformer.models.config import ModelConfig, StageConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
-from efficientformer.models.fuse import fuse
+from efficientformer.models.fuse import APPROXIMATIONS, fuse
 from efficientformer.models.registry import get as get_config
-from efficientformer.models.registry import list_models
+from efficientformer.models.registry import list_models, register
+from efficientformer.models.segmentation import Segmenter, SegmenterConfig
+from efficientformer.models.summary import ModelSummary, model_summary
 
-__all__ = ["EfficientFormerV2", "ModelConfig", "StageConfig", "fuse", "get_config", "list_models"]
+__all__ = ["APPROXIMATIONS", "EfficientFormerV2", "ModelConfig", "ModelSummary", "Segmenter", "SegmenterConfig",
+           "StageConfig", "fuse", "get_config", "list_models", "model_summary", "register"]

@@ -12,14 +12,18 @@ they sit is search/lut_entries.py. Runtimes:
 harness, entries interleaved in chunks; after every chunk the JSON file is rewritten atomically,
 so a killed build resumes where it stopped and never re-measures a finished entry.
 
-Additivity is checked by `lut_validate.validate_lut`; what the sum misses per network (framework
-dispatch, cache effects) can optionally be fitted as one constant `overhead_ms` on calibration networks
-(`lut_validate.calibrate_overhead`), which `predict` adds.
+Additivity is checked by `lut_validate.validate_lut`. What the plain sum misses is fitted on
+calibration networks (`lut_validate.calibrate`, never the validation ones) as three terms that
+`predict` applies: `scale * sum + ms_per_mparam * params / 1e6 + overhead_ms`. `ms_per_mparam` is the
+cost of cold weights: timed alone, an entry finds its weights in the core's L2 cache (2 MB per core
+here), while inside a network every layer's weights were evicted by the rest of the network and come
+from L3 or memory; it is largest for the weight-heavy 14x14 and 7x7 stages. `overhead_ms` is per-network
+dispatch, `scale` the machine's speed since the entries were timed (docs/search.md, "Latency table").
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import os
 import platform
@@ -33,6 +37,7 @@ import torch
 from torch import nn
 
 from efficientformer.bench.timing import time_interleaved
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError, UnknownNameError
 from efficientformer.models.config import ModelConfig
 from efficientformer.search.lut_entries import (
     BASE_FIELDS,
@@ -45,7 +50,7 @@ from efficientformer.search.lut_entries import (
     example_input,
     space_entries,
 )
-from efficientformer.search.runtimes import RUNTIMES, clock_function, make_runner, runtime_versions
+from efficientformer.search.runtimes import RUNTIMES, Preparer, clock_function, runtime_versions
 from efficientformer.search.space import SearchSpace
 from efficientformer.utils.io import atomic_write
 from efficientformer.utils.machine import cpu_name, machine_line
@@ -54,6 +59,8 @@ from efficientformer.utils.sizes import to_pair
 from efficientformer.utils.threads import threads as torch_threads
 
 FORMAT = "efficientformer-lut/1"
+# The fitted terms of LatencyTable.predict: scale * sum + ms_per_mparam * params / 1e6 + overhead_ms.
+CALIBRATION_TERMS = ("scale", "ms_per_mparam", "overhead_ms")
 
 
 @dataclass
@@ -63,15 +70,24 @@ class LatencyTable:
     header: dict[str, Any]
     entries: dict[str, dict[str, Any]]
     path: Path | None = None
+    _params: ParamCounter | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def runtime(self) -> str:
         return self.header["runtime"]
 
     @property
+    def calibration(self) -> dict[str, float]:
+        """The fitted terms of `predict` (CALIBRATION_TERMS); the plain sum until `lut_validate.calibrate` ran."""
+        fitted = self.header.get("calibration")
+        if fitted:
+            return {term: float(fitted[term]) for term in CALIBRATION_TERMS}
+        return {"scale": 1.0, "ms_per_mparam": 0.0, "overhead_ms": 0.0}
+
+    @property
     def overhead_ms(self) -> float:
-        """The fitted per-network constant (0 until `calibrate_overhead` ran)."""
-        return float(self.header.get("overhead", {}).get("ms", 0.0))
+        """The fitted per-network constant (0 until calibrated)."""
+        return self.calibration["overhead_ms"]
 
     def _where(self) -> str:
         return f"latency table {self.path}" if self.path else "the latency table"
@@ -81,10 +97,10 @@ class LatencyTable:
         base = self.header["base"]
         for name in BASE_FIELDS:
             if getattr(config, name) != base[name]:
-                raise ValueError(f"{config.name}.{name} is {getattr(config, name)!r} but {self._where()} was measured "
+                raise ConfigError(f"{config.name}.{name} is {getattr(config, name)!r} but {self._where()} was measured "
                                  f"with {base[name]!r}")
         if list(config.img_size) != list(self.header["img_size"]):
-            raise ValueError(f"{config.name} is built for img_size {list(config.img_size)} but {self._where()} was "
+            raise ConfigError(f"{config.name} is built for img_size {list(config.img_size)} but {self._where()} was "
                              f"measured at {self.header['img_size']}")
 
     def breakdown(self, config: ModelConfig) -> list[tuple[str, float]]:
@@ -93,8 +109,8 @@ class LatencyTable:
         rows = []
         for entry in decompose(config):
             if entry.key not in self.entries:
-                raise KeyError(f"{self._where()} has no entry {entry.key!r} (needed by {config.name}); build the "
-                               f"table for a space that contains it")
+                raise UnknownNameError(f"{self._where()} has no entry {entry.key!r} (needed by {config.name}); "
+                                       f"build the table for a space that contains it")
             rows.append((entry.key, float(self.entries[entry.key]["median_ms"])))
         return rows
 
@@ -103,8 +119,14 @@ class LatencyTable:
         return sum(ms for _, ms in self.breakdown(config))
 
     def predict(self, config: ModelConfig) -> float:
-        """Predicted latency (ms) of `config`: sum of its entries plus the fitted overhead."""
-        return self.sum_ms(config) + self.overhead_ms
+        """Predicted latency (ms) of `config`: its entries' sum, with the calibration's terms once calibrated."""
+        terms = self.calibration
+        predicted = terms["scale"] * self.sum_ms(config) + terms["overhead_ms"]
+        if terms["ms_per_mparam"]:
+            if self._params is None:
+                self._params = ParamCounter()
+            predicted += terms["ms_per_mparam"] * self._params(config) / 1e6
+        return predicted
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps({**self.header, "entries": self.entries}))  # a deep copy
@@ -126,14 +148,14 @@ class LatencyTable:
         try:
             data = json.loads(path.read_text())
         except OSError as error:
-            raise FileNotFoundError(f"cannot read latency table {path}: {error}") from None
+            raise MissingFileError(f"cannot read latency table {path}: {error}") from None
         except ValueError as error:
-            raise ValueError(f"latency table {path} is not valid JSON: {error}") from None
+            raise BadFileError(f"latency table {path} is not valid JSON: {error}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a latency table (format {FORMAT!r} expected)")
+            raise BadFileError(f"{path} is not a latency table (format {FORMAT!r} expected)")
         for field in ("runtime", "img_size", "threads", "base", "entries"):
             if field not in data:
-                raise ValueError(f"latency table {path} has no {field!r} field")
+                raise BadFileError(f"latency table {path} has no {field!r} field")
         entries = data.pop("entries")
         return cls(header=data, entries=entries, path=path)
 
@@ -162,9 +184,15 @@ def _resume(path: Path, header: dict[str, Any]) -> LatencyTable | None:
     table = LatencyTable.load(path)
     for field in _RESUME_FIELDS:
         if table.header.get(field) != header[field]:
-            raise ValueError(f"cannot resume latency table {path}: its {field} is {table.header.get(field)!r}, this "
+            raise ConfigError(f"cannot resume latency table {path}: its {field} is {table.header.get(field)!r}, this "
                              f"build's is {header[field]!r} (use another --output or the same settings)")
     return table
+
+
+def _timed_prepare(runner: Callable[[nn.Module, torch.Tensor], Callable[[], object]], module: nn.Module,
+                   example: torch.Tensor) -> tuple[Callable[[], object], float]:
+    began = time.perf_counter()
+    return runner(module, example), time.perf_counter() - began
 
 
 def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | tuple[int, int] | None = None, *,
@@ -172,7 +200,7 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
               clock: str = "cpu", chunk: int = 8, progress: bool | None = None,
               on_measured: Callable[[list[EntrySpec]], None] | None = None, entries: Iterable[EntrySpec] | None = None,
               runner: Callable[[nn.Module, torch.Tensor], Callable[[], object]] | None = None,
-              timer: Callable[[], float] | None = None) -> LatencyTable:
+              timer: Callable[[], float] | None = None, workers: int | None = None) -> LatencyTable:
     """Measure every entry of `space` on `runtime`; resumes from `path` when it holds a partial table.
 
     Args:
@@ -186,15 +214,16 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
         on_measured: called with each finished chunk after it is saved (progress hooks, tests).
         entries: measure only these (default `space_entries(space)`); a repeated key is measured once.
         runner, timer: `runner(module, input)` -> the timed call, and the clock in seconds (default
-            `runtimes.make_runner` on `runtime` and the `clock` timer; tests pass fakes).
+            `runtimes.Preparer` on `runtime` and the `clock` timer; tests pass fakes).
+        workers: processes lowering entries in parallel for the exported runtimes (default one per
+            core; 1 = in this process). Timing always runs here, alone, after its chunk is lowered.
     """
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+        raise UnknownNameError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     if img_size is not None:
         space = space.replace_base(img_size=to_pair(img_size))
     timer = clock_function(clock, threads) if timer is None else timer
-    runner = runner or functools.partial(make_runner, runtime=runtime, threads=threads)
-    with torch_threads(threads):
+    with torch_threads(threads), Preparer(runtime, threads, workers) as preparer:
         header = _header(space, runtime, threads, warmup, repeats, clock)
         path = Path(path) if path is not None else None
         table = (_resume(path, header) if path is not None else None) or LatencyTable(header, {}, path)
@@ -208,19 +237,20 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
             task = bar.add_task(f"LUT {runtime}", total=len(table.entries) + len(todo), completed=len(table.entries))
             for start in range(0, len(todo), chunk):
                 batch = todo[start:start + chunk]
-                fns, prepared = {}, {}
-                for entry in batch:
-                    began = time.perf_counter()
-                    fns[entry.key] = runner(build_entry(entry, space.base), example_input(entry))
-                    prepared[entry.key] = time.perf_counter() - began
                 began = time.perf_counter()
-                timings = time_interleaved(fns, warmup=warmup, repeats=repeats, progress=False, clock=timer)
-                spent["prepare"] += sum(prepared.values())
+                if runner is None:
+                    calls = preparer.prepare({e.key: (build_entry(e, space.base), example_input(e)) for e in batch})
+                else:
+                    calls = {e.key: _timed_prepare(runner, build_entry(e, space.base), example_input(e)) for e in batch}
+                spent["prepare"] += time.perf_counter() - began  # wall: parallel lowering counts once
+                began = time.perf_counter()
+                timings = time_interleaved({key: call for key, (call, _) in calls.items()}, warmup=warmup,
+                                           repeats=repeats, progress=False, clock=timer)
                 spent["timing"] += time.perf_counter() - began
                 for entry in batch:
                     timing = timings[entry.key]
                     table.entries[entry.key] = {"median_ms": timing.median_ms, "p90_ms": timing.p90_ms,
-                                                "prepare_s": prepared[entry.key], "spec": entry.to_dict()}
+                                                "prepare_s": calls[entry.key][1], "spec": entry.to_dict()}
                 if path is not None:
                     began = time.perf_counter()
                     table.save(path)
@@ -235,5 +265,5 @@ def build_lut(space: SearchSpace, runtime: str = "torch-fused", img_size: int | 
     return table
 
 
-__all__ = ["EntrySpec", "KINDS", "LatencyTable", "ParamCounter", "build_entry", "entry_params", "build_lut",
-           "decompose", "example_input", "space_entries"]
+__all__ = ["CALIBRATION_TERMS", "EntrySpec", "KINDS", "LatencyTable", "ParamCounter", "build_entry", "entry_params",
+           "build_lut", "decompose", "example_input", "space_entries"]

@@ -1,20 +1,17 @@
 """Does a latency table add up? Predicted (sum of entries) against measured end-to-end latency.
 
     rows = validate_lut(table, validation_configs(space))      # S0/S1/S2/L when in the space + random subnets
-    calibrate_overhead(table, calibration_configs(space))      # fit the per-network constant, then save
+    calibrate(table, calibration_configs(space, 20))        # fit predict's terms on other networks, then save
     accuracy_report(rows)                                      # share within +-10%, the worst networks
 
 Whole networks are built with `create_model(config)` and run through the same runtime path and
 the same harness (`bench.timing`, batch 1, the table's warm-up/repeats and threads) as the
 entries, interleaved so that load hits all networks alike.
 
-Overhead (optional, `calibrate_overhead`): what a sum of standalone entries cannot see
-(per-network dispatch, cache warmth between layers) as one constant per network, fitted as the
-median of (measured - sum) over *calibration* networks (the smallest, the largest and random
-subnets with a seed of their own, never the validation networks) and stored in the table's
-header. On a loaded machine it also absorbs the load drift between the build and the
-calibration (we saw -3.6 and -20 ms fits that made predictions worse), so the CLI leaves it off
-unless asked (`--calibrate N`).
+Calibration (`calibrate`): what a sum of standalone entries cannot see (cold weights, per-network
+dispatch, the machine's speed since the build) as the three terms of `LatencyTable.predict`, fitted
+on *calibration* networks (the smallest, the largest and random subnets with a seed of their own,
+never the validation networks) and stored in the table's header.
 """
 
 from __future__ import annotations
@@ -28,11 +25,12 @@ import torch
 from torch import nn
 
 from efficientformer.bench.timing import time_interleaved
+from efficientformer.errors import ConfigError
 from efficientformer.factory import create_model
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.registry import get as get_config
-from efficientformer.search.lut import LatencyTable, build_entry, decompose, example_input
-from efficientformer.search.runtimes import clock_function, make_runner
+from efficientformer.search.lut import LatencyTable, ParamCounter, build_entry, decompose, example_input
+from efficientformer.search.runtimes import Preparer, clock_function
 from efficientformer.search.space import SearchSpace
 from efficientformer.utils.threads import threads as torch_threads
 
@@ -52,6 +50,7 @@ class ValidationRow:
     measured_ms: float
     measured_p90_ms: float
     session_sum_ms: float | None = None  # its entries re-timed in the same session as the network
+    scale: float = 1.0  # the table's calibrated scale on the sum
 
     @property
     def error(self) -> float:
@@ -60,11 +59,11 @@ class ValidationRow:
 
     @property
     def additivity_error(self) -> float | None:
-        """(same-session sum + overhead - measured) / measured: additivity alone, without drift since the build."""
+        """The error with the same-session sum in the prediction: additivity alone, without drift since the build."""
         if self.session_sum_ms is None:
             return None
-        overhead = self.predicted_ms - self.sum_ms
-        return (self.session_sum_ms + overhead - self.measured_ms) / self.measured_ms
+        predicted = self.predicted_ms + self.scale * (self.session_sum_ms - self.sum_ms)
+        return (predicted - self.measured_ms) / self.measured_ms
 
     def to_dict(self) -> dict:
         return {"name": self.name, "predicted_ms": self.predicted_ms, "sum_ms": self.sum_ms,
@@ -107,9 +106,9 @@ def measure_modules(table: LatencyTable, modules: dict[str, tuple[nn.Module, tor
     timer = clock_function(header.get("clock", "wall"), threads)
     with torch_threads(threads):
         runners = {} if runners is None else runners
-        for name, (module, example) in modules.items():
-            if name not in runners:
-                runners[name] = make_runner(module.eval(), example, header["runtime"], threads=threads)
+        missing = {name: pair for name, pair in modules.items() if name not in runners}
+        with Preparer(header["runtime"], threads) as preparer:  # lowered in parallel workers, loaded here
+            runners.update({name: call for name, (call, _) in preparer.prepare(missing).items()})
         fns = {name: runners[name] for name in modules}
         timings = time_interleaved(fns, warmup=int(header["warmup"]), repeats=int(header["repeats"]),
                                    progress=progress, description="whole networks", clock=timer)
@@ -158,26 +157,43 @@ def validate_lut(table: LatencyTable, configs: Sequence[ModelConfig], *, progres
     runners: dict[str, Callable[[], object]] = {}  # the second session reuses the networks' exports
     measured = measure_networks(table, configs, progress=progress, runners=runners)
     sums = measure_with_entries(table, configs, progress=progress, runners=runners)[1] if with_entries else {}
-    return [ValidationRow(c.name, table.predict(c), table.sum_ms(c), *measured[c.name], sums.get(c.name))
+    scale = table.calibration["scale"]
+    return [ValidationRow(c.name, table.predict(c), table.sum_ms(c), *measured[c.name], sums.get(c.name), scale)
             for c in configs]
 
 
-def calibrate_overhead(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None) -> float:
-    """Fit `overhead_ms` = median over `configs` of (measured network - the table's sum); stored in the header.
+def calibrate(table: LatencyTable, configs: Sequence[ModelConfig], *, progress: bool | None = None
+              ) -> dict[str, float]:
+    """Fit the table's prediction terms on `configs` (measured whole), store them in its header, return them.
 
-    The same definition `predict` uses. It helps where per-network dispatch dominates (tiny nets
-    at 64 px: the raw sum was 10-15% low, within 3% with the overhead); on a loaded machine the
-    drift between the table's build and the calibration ends up in it too (module docstring).
+    Least squares of measured = scale * sum + ms_per_mparam * params / 1e6 + overhead_ms over the
+    calibration networks (module docstring of search/lut.py for what each term stands for). With
+    fewer than 3 networks, or when the fit is not physical (scale <= 0: the machine's load changed
+    during the calibration), only `overhead_ms` is fitted: the median of (measured - sum).
     """
     if not configs:
-        raise ValueError("calibrate_overhead needs at least one calibration network")
+        raise ConfigError("calibrate needs at least one calibration network")
     measured = measure_networks(table, configs, progress=progress)
-    differences = {c.name: measured[c.name][0] - table.sum_ms(c) for c in configs}
-    overhead = statistics.median(differences.values())
-    table.header["overhead"] = {"ms": overhead, "method": "median over calibration networks of (measured - sum of "
-                                "the table's entries)", "calibration": differences,
-                                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    return overhead
+    counter = ParamCounter()
+    rows = {c.name: {"measured_ms": measured[c.name][0], "sum_ms": table.sum_ms(c), "params": counter(c)}
+            for c in configs}
+    terms = {"scale": 1.0, "ms_per_mparam": 0.0,
+             "overhead_ms": statistics.median(r["measured_ms"] - r["sum_ms"] for r in rows.values())}
+    if len(rows) >= 3:
+        features = torch.tensor([[r["sum_ms"], r["params"] / 1e6, 1.0] for r in rows.values()], dtype=torch.float64)
+        target = torch.tensor([[r["measured_ms"]] for r in rows.values()], dtype=torch.float64)
+        scale, per_mparam, overhead = torch.linalg.lstsq(features, target).solution.flatten().tolist()
+        if scale > 0:
+            terms = {"scale": scale, "ms_per_mparam": per_mparam, "overhead_ms": overhead}
+    table.header["calibration"] = {**terms, "model": "scale * sum + ms_per_mparam * params / 1e6 + overhead_ms",
+                                   "networks": rows, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return terms
+
+
+def calibration_line(terms: dict[str, float]) -> str:
+    """'predicted = 0.977 x sum + 0.151 ms per M params + -0.128 ms'."""
+    return (f"predicted = {terms['scale']:.3f} x sum + {terms['ms_per_mparam']:.3f} ms per M params "
+            f"{terms['overhead_ms']:+.3f} ms")
 
 
 def summary_line(rows: Sequence[ValidationRow], additivity: bool = False) -> str:
@@ -202,7 +218,7 @@ def accuracy_report(rows: Sequence[ValidationRow], tolerance: float = TOLERANCE,
     `worst` rows are sorted by |error|, largest first (name, predicted, measured, error).
     """
     if not rows:
-        raise ValueError("accuracy_report needs at least one validated network")
+        raise ConfigError("accuracy_report needs at least one validated network")
     errors = [row.error for row in rows]
     within = sum(within_tolerance(row, tolerance) for row in rows)
     ranked = sorted(rows, key=lambda row: abs(row.error), reverse=True)[:max(worst, 0)]
@@ -220,6 +236,6 @@ def share_line(report: dict) -> str:
             f"mean error {100 * report['mean_error']:+.1f}%")
 
 
-__all__ = ["CALIBRATION_SEED", "PUBLISHED", "VALIDATION_SEED", "ValidationRow", "calibrate_overhead",
+__all__ = ["CALIBRATION_SEED", "PUBLISHED", "VALIDATION_SEED", "ValidationRow", "calibrate", "calibration_line",
            "calibration_configs", "measure_modules", "measure_networks", "measure_with_entries", "summary_line",
            "validate_lut", "validation_configs", "TOLERANCE", "accuracy_report", "share_line", "within_tolerance"]

@@ -44,10 +44,11 @@ from efficientformer.models.config import ModelConfig
 from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
 from efficientformer.models.registry import get as get_config
 from efficientformer.search.lut import LatencyTable, ParamCounter, build_lut
-from efficientformer.search.lut_validate import calibrate_overhead, calibration_configs, measure_modules
+from efficientformer.search.lut_validate import calibrate, calibration_configs, measure_modules
+from efficientformer.search.outputs import write_found, write_trajectory_csv
 from efficientformer.search.pareto import Reference, plot_pareto
 from efficientformer.search.sandwich import SUPERNET_FILE, train_supernet
-from efficientformer.search.slimming import SlimResult, Step, slim, write_found, write_trajectory_csv
+from efficientformer.search.slimming import SlimResult, Step, slim
 from efficientformer.search.space import SearchSpace, get_space, signature
 from efficientformer.search.supernet import Supernet, load_supernet, recalibrate_bn
 from efficientformer.train.distributed import resolve_device
@@ -66,7 +67,13 @@ class SearchJob:
 
     Args:
         output: run directory.
-        supernet: a `save_supernet` file; None trains one on `data` (`space`, `supernet_epochs`, `img_size`).
+        supernet: a `save_supernet` file; None trains one on `data` (`space`, `supernet_epochs`, `train_img_size`).
+        img_size: the resolution the network is deployed at: the latency table, the parameters (attention
+            biases grow with it), the target and the end-to-end measurements; None = the supernet's.
+        train_img_size: the supernet's training and accuracy resolution; None = `img_size`, except on the
+            embedded digits (8x8 images) where it is at most 64: latency at 224 with accuracy at 64.
+        lazy: per step, evaluate only new actions and the `lazy` best by their last drop (search/slimming.py);
+            None or 0: every action, the paper's rule (about 45 evaluations per step on the paper space).
         lut: a latency table built for the supernet's space (classes, resolution); None builds one.
         data, val_data: training images (BN recalibration) and held-out images; None = embedded digits.
         target: a model whose latency and parameters are the budget: mobilenetv2_100/_140, a registry
@@ -79,7 +86,7 @@ class SearchJob:
         threads: torch threads for the whole run (training, evaluation, the table). 1 by default: on a
             busy machine multi-threaded kernels slowed down 10-20x in our runs, on an idle one 2 gain little.
         runtime, clock, lut_warmup, lut_repeats, calibrate: how a table is built (search/lut.py,
-            lut_validate.calibrate_overhead; 0 = predict with the plain sum).
+            lut_validate.calibrate on `calibrate` subnets; 0 = predict with the plain sum).
     """
 
     output: str = "runs/search"
@@ -88,7 +95,8 @@ class SearchJob:
     data: str | None = None
     val_data: str | None = None
     space: str = "tiny"
-    img_size: int = 64
+    img_size: int | None = None
+    train_img_size: int | None = None
     supernet_epochs: int = 6
     target: str | None = None
     target_latency_ms: float | None = None
@@ -105,8 +113,9 @@ class SearchJob:
     clock: str = "cpu"
     lut_warmup: int = 5
     lut_repeats: int = 30
-    calibrate: int = 0
+    calibrate: int = 20
     max_steps: int | None = None
+    lazy: int | None = 8
     device: str = "cpu"
     seed: int = 0
 
@@ -158,13 +167,20 @@ def reference_config(space: SearchSpace) -> ModelConfig:
     return space.min_config().replace(name="smallest (reference)")
 
 
+def _train_size(job: SearchJob) -> int:
+    if job.train_img_size is not None:
+        return job.train_img_size
+    size = job.img_size or 64
+    return min(size, 64) if job.data is None else size
+
+
 def _supernet(job: SearchJob, out: Path) -> tuple[Supernet, Path]:
     if job.supernet is not None:
         return load_supernet(job.supernet), Path(job.supernet)
     run_dir = out / "supernet"
     if (run_dir / SUPERNET_FILE).is_file():  # written once, when the training has finished
         return load_supernet(run_dir / SUPERNET_FILE), run_dir / SUPERNET_FILE
-    recipe = DEFAULT.replace(epochs=job.supernet_epochs, img_size=job.img_size, seed=job.seed)
+    recipe = DEFAULT.replace(epochs=job.supernet_epochs, img_size=_train_size(job), seed=job.seed)
     resume = "auto" if run_dir.exists() else None
     summary = train_supernet(TrainJob(output=str(run_dir), data=job.data, val_data=job.val_data, recipe=recipe,
                                       resume=resume, device=job.device), get_space(job.space))
@@ -177,8 +193,8 @@ def _table(job: SearchJob, space: SearchSpace, out: Path) -> LatencyTable:
         return LatencyTable.load(job.lut)
     table = build_lut(space, job.runtime, path=out / "lut.json", warmup=job.lut_warmup, repeats=job.lut_repeats,
                       threads=job.threads, clock=job.clock)
-    if job.calibrate and "overhead" not in table.header:
-        calibrate_overhead(table, calibration_configs(space, job.calibrate))
+    if job.calibrate and "calibration" not in table.header:
+        calibrate(table, calibration_configs(space, job.calibrate))
         table.save()
     return table
 
@@ -208,18 +224,19 @@ def target_budget(name: str, table: LatencyTable, space: SearchSpace) -> tuple[s
     return label, latency, sum(p.numel() for p in module.parameters())
 
 
-def _references(space: SearchSpace, table: LatencyTable, accuracy_of, params_of, mes: MESConstants) -> list[Reference]:
+def _references(space: SearchSpace, deploy: SearchSpace, table: LatencyTable, accuracy_of, params_of, latency_of,
+                mes: MESConstants) -> list[Reference]:
     """The reference subnet and the published variants in the space (scored), MobileNetV2 x1.0 (latency only)."""
     configs = [reference_config(space)]
     configs += [space.make_config(get_config(n).stages, name=n.removeprefix("efficientformerv2_"))
                 for n in PUBLISHED if space.contains(get_config(n)) and configs[0].stages != get_config(n).stages]
     references = []
     for config in configs:
-        params, latency = params_of(config), table.predict(config)
+        params, latency = params_of(config), latency_of(config)
         references.append(Reference(config.name, latency, params, mobile_efficiency_score(params, latency, mes),
                                     accuracy_of(config)))
     mobilenet = create_mobilenetv2("mobilenetv2_100", num_classes=space.base.num_classes)
-    example = torch.randn(1, 3, *space.base.img_size)
+    example = torch.randn(1, 3, *deploy.base.img_size)
     measured = measure_modules(table, {"mobilenetv2_100": (mobilenet, example)}, progress=False)
     latency = measured["mobilenetv2_100"][0]
     params = sum(p.numel() for p in mobilenet.parameters())
@@ -239,9 +256,17 @@ def _run(job: SearchJob) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(job.device)
     supernet, supernet_path = _supernet(job, out)
-    space = supernet.space
-    table = _table(job, space, out)
-    table.check_config(space.max_config())
+    space = supernet.space  # at the accuracy resolution
+    deploy = space if job.img_size is None else space.replace_base(img_size=(job.img_size, job.img_size))
+    table = _table(job, deploy, out)
+    table.check_config(deploy.max_config())
+    counter = ParamCounter()
+
+    def params_of(config: ModelConfig) -> int:  # parameters and latency at the deployed resolution
+        return counter(config.replace(img_size=deploy.base.img_size))
+
+    def latency_of(config: ModelConfig) -> float:
+        return table.predict(config.replace(img_size=deploy.base.img_size))
 
     size = space.base.img_size
     data = run_datasets(job.data, img_size=size[0], val_data=job.val_data)
@@ -252,32 +277,31 @@ def _run(job: SearchJob) -> dict[str, Any]:
     calib = _batches(data.train, job.calib_images, job.batch_size, job.seed, size, crop)
     val = _batches(data.val, job.eval_images, job.batch_size, job.seed + 1, size, crop)
     accuracy_of = SupernetAccuracy(supernet, calib, val, device)
-    params_of = ParamCounter()
 
     reference = reference_config(space)
     mes = job.mes
     if job.mes_relative:
-        mes = mes.relative_to(params_of(reference), table.predict(reference))
+        mes = mes.relative_to(params_of(reference), latency_of(reference))
     largest = space.max_config()
     target_latency, target_params = job.target_latency_ms, job.target_params
     target = None
     if job.target is not None:
-        target = target_budget(job.target, table, space)
+        target = target_budget(job.target, table, deploy)
         target_latency = target[1] if target_latency is None else target_latency
         target_params = target[2] if target_params is None else target_params
     elif target_latency is None and target_params is None:
-        target_latency = job.relative_latency * table.predict(largest)
+        target_latency = job.relative_latency * latency_of(largest)
         target_params = job.relative_params * params_of(largest)
     fingerprint = {"supernet": _sha256(supernet_path), "lut": {"runtime": table.runtime, "entries": len(table.entries),
-                   "overhead_ms": table.overhead_ms, "date": table.header.get("date")},
+                   "calibration": table.calibration, "date": table.header.get("date")},
                    "data": data.describe, "eval_images": len(sum((b[1].tolist() for b in val), [])),
                    "calib_images": job.calib_images, "seed": job.seed}
-    result = slim(space, accuracy_of, table.predict, params_of, target_latency_ms=target_latency,
-                  target_params=target_params, mes=mes, max_steps=job.max_steps,
+    result = slim(space, accuracy_of, latency_of, params_of, target_latency_ms=target_latency,
+                  target_params=target_params, mes=mes, max_steps=job.max_steps, lazy=job.lazy,
                   state_path=out / "search_state.json", fingerprint=json.loads(json.dumps(fingerprint, default=str)))
     accuracy_of.cache.update(result.accuracies)  # the references need no second evaluation after a resume
-    return _write_outputs(job, out, space, table, result, accuracy_of, params_of, mes, target_latency, target_params,
-                          target)
+    return _write_outputs(job, out, space, deploy, table, result, accuracy_of, params_of, latency_of, mes,
+                          target_latency, target_params, target)
 
 
 def _row(name: str, step_or_ref) -> dict[str, Any]:
@@ -297,19 +321,21 @@ def _measured(table: LatencyTable, space: SearchSpace, found: ModelConfig, targe
     return {name: median for name, (median, _) in measured.items()}
 
 
-def _write_outputs(job: SearchJob, out: Path, space: SearchSpace, table: LatencyTable, result: SlimResult,
-                   accuracy_of, params_of, mes: MESConstants, target_latency, target_params,
-                   target: tuple[str, float, int] | None = None) -> dict[str, Any]:
+def _write_outputs(job: SearchJob, out: Path, space: SearchSpace, deploy: SearchSpace, table: LatencyTable,
+                   result: SlimResult, accuracy_of, params_of, latency_of, mes: MESConstants, target_latency,
+                   target_params, target: tuple[str, float, int] | None = None) -> dict[str, Any]:
     found: Step = result.found
     write_trajectory_csv(result.steps, out / "trajectory.csv")
-    references = _references(space, table, accuracy_of, params_of, mes)
-    measured = _measured(table, space, found.config, job.target)
+    references = _references(space, deploy, table, accuracy_of, params_of, latency_of, mes)
+    measured = _measured(table, deploy, found.config.replace(img_size=deploy.base.img_size), job.target)
     if target is not None:
         references.append(Reference(f"{target[0]} (target)", target[1], target[2],
                                     mobile_efficiency_score(target[2], target[1], mes)))
-    found_path = write_found(space.name, found, out, extra={
+    deployed = dataclasses.replace(found, config=found.config.replace(img_size=deploy.base.img_size))
+    found_path = write_found(space.name, deployed, out, extra={
         "lut_runtime": table.runtime, "lut_clock": table.header.get("clock"), "targets_met": result.targets_met,
-        "target_latency_ms": target_latency, "target_params": target_params})
+        "target_latency_ms": target_latency, "target_params": target_params,
+        "accuracy_img_size": list(space.base.img_size)})
     png = plot_pareto(result.steps, out / "pareto.png", references=references, target_latency_ms=target_latency,
                       title=f"{space.name} space, {table.runtime} ({table.header.get('clock', 'wall')} clock, "
                             f"{table.header['threads']} thread(s)), {table.header['img_size'][0]} px",
