@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent('''
     import torch.distributed as dist
     from torch import nn
     import efficientformer
-    from efficientformer.train.distributed import SyncBatchNorm2d, convert_sync_batchnorm
+    from efficientformer.layers import SyncBatchNorm2d, convert_sync_batchnorm
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()

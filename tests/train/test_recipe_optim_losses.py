@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import efficientformer
-from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy, smooth_one_hot
+from efficientformer.data.mixup import smoothed_targets as smooth_one_hot
+from efficientformer.train.losses import DistillationLoss, SoftTargetCrossEntropy
 from efficientformer.train.optim import CosineSchedule, adaptive_clip_grad_, create_optimizer, param_groups
 from efficientformer.train.recipes import RECIPES, TrainRecipe, get_recipe
 

@@ -154,5 +154,5 @@ def write_report(result: BenchResult, directory: str | os.PathLike) -> dict[str,
     return written
 
 
-__all__ = ["CSV_COLUMNS", "bench_table", "markdown_table", "plot_latency_params", "write_bench_csv",
-           "write_bench_json", "write_report"]
+__all__ = ["bench_table", "markdown_table", "plot_latency_params", "write_bench_csv", "write_bench_json",
+           "write_report"]

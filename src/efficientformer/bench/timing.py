@@ -132,4 +132,4 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], *, warmup: int = 3
     return {name: Timing(name, tuple(values)) for name, values in times.items()}
 
 
-__all__ = ["Timing", "percentile", "rotation", "time_interleaved"]
+__all__ = ["Timing", "time_interleaved"]

@@ -155,5 +155,4 @@ def eval_dataset(data: str | os.PathLike, classes: tuple[str, ...] | None, num_c
     return ImageFolder(source, classes=classes, on_bad_image=on_bad_image)
 
 
-__all__ = ["DEFAULT_VAL_SPLIT", "EVAL_CROP_PCT", "SPLIT_SEED", "RunData", "eval_dataset", "run_datasets",
-           "split_digest", "stratified_split"]
+__all__ = ["DEFAULT_VAL_SPLIT", "EVAL_CROP_PCT", "RunData", "eval_dataset", "run_datasets", "stratified_split"]

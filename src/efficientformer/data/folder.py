@@ -243,5 +243,5 @@ def collate_skip_none(items: list[Any]) -> tuple[Any, torch.Tensor, list[str]]:
     return images, labels, skipped
 
 
-__all__ = ["BAD_IMAGE_POLICIES", "HEADER_LABELS", "HEADER_PATHS", "IMAGE_EXTENSIONS", "ImageFolder", "Sample",
-           "SkippedSample", "collate_skip_none", "find_samples", "is_image_file", "read_list", "scan_folder"]
+__all__ = ["BAD_IMAGE_POLICIES", "IMAGE_EXTENSIONS", "ImageFolder", "Sample", "SkippedSample", "collate_skip_none",
+           "find_samples", "is_image_file"]

@@ -178,5 +178,5 @@ class EvalPairTransform:
         return normalize(image.resize(size, Image.Resampling.BILINEAR)), mask
 
 
-__all__ = ["EvalPairTransform", "IGNORE_INDEX", "MaskFolder", "TrainPairTransform", "eval_size", "find_pairs",
-           "normalize", "read_class_names"]
+__all__ = ["EvalPairTransform", "IGNORE_INDEX", "MaskFolder", "TrainPairTransform", "eval_size", "normalize",
+           "read_class_names"]

@@ -144,4 +144,4 @@ class Mixup:
                 f"switch_prob={self.switch_prob}, smoothing={self.smoothing}, num_classes={self.num_classes})")
 
 
-__all__ = ["Mixup", "beta", "cutmix_box", "mix_targets", "smoothed_targets"]
+__all__ = ["Mixup", "smoothed_targets"]

@@ -164,7 +164,5 @@ def sample_image_path() -> Path:
     return _asset("cat.jpg")
 
 
-__all__ = [
-    "BACKGROUND", "DEFAULT_CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "ImageError",
-    "eval_transform", "imagenet_class_names", "load_image", "resize_size", "sample_image_path", "to_rgb",
-]
+__all__ = ["DEFAULT_CROP_PCT", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "ImageError", "eval_transform",
+           "imagenet_class_names", "load_image", "resize_size", "sample_image_path", "to_rgb"]

@@ -233,5 +233,4 @@ class RandAugment:
                 f"mmax={config.magnitude_max:g}, increasing={config.increasing}, p={config.prob:g})")
 
 
-__all__ = ["DEFAULT_FILL", "LEVEL_DENOM", "OPS", "RAND_INCREASING_TRANSFORMS", "RAND_TRANSFORMS", "RandAugment",
-           "RandAugmentConfig", "apply_op", "parse_rand_augment"]
+__all__ = ["OPS", "RandAugment", "RandAugmentConfig", "parse_rand_augment"]

@@ -302,6 +302,5 @@ class AugmentedDataset(Dataset):
         return self.transform(image, generator), label
 
 
-__all__ = ["AugmentedDataset", "ERASE_MODES", "EvalTransform", "ImageDataset", "RESIZE_INTERPOLATIONS",
-           "RandomErasing", "TrainTransform", "normalize", "pil_to_tensor", "random_resized_crop_box",
-           "resized_crop"]
+__all__ = ["AugmentedDataset", "ERASE_MODES", "EvalTransform", "ImageDataset", "RESIZE_INTERPOLATIONS", "RandomErasing",
+           "TrainTransform"]

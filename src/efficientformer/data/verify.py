@@ -179,4 +179,4 @@ def _collect(results: Iterable[tuple[str, str] | None], samples: list[Sample], c
     return bad
 
 
-__all__ = ["BAD_IMAGE_REASONS", "BadFile", "VerifyReport", "check_image", "classify", "verify_images"]
+__all__ = ["BAD_IMAGE_REASONS", "BadFile", "VerifyReport", "verify_images"]

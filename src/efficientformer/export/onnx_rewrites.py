@@ -163,4 +163,4 @@ def rewrite_for_onnxruntime(model: Any, names: tuple[str, ...] | None = None) ->
     return {name: REWRITES[name](model) for name in chosen}
 
 
-__all__ = ["DENSE_MAX_TOKENS", "REWRITES", "bilinear_matrix", "resize_as_matmul", "rewrite_for_onnxruntime"]
+__all__ = ["REWRITES", "resize_as_matmul", "rewrite_for_onnxruntime"]

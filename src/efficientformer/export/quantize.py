@@ -325,5 +325,4 @@ def quantize_onnx(model: nn.Module, path: str | os.PathLike, img_size: int | tup
 
 
 __all__ = ["DEFAULT_CALIB_COUNT", "DEFAULT_MAX_RELATIVE_ERROR", "DEFAULT_MIN_TOP1", "CalibrationWarning", "Int8Export",
-           "Int8Report", "calibration_images", "check_int8", "compare_int8", "interleaved_latency_ms",
-           "quantize_executorch", "quantize_onnx"]
+           "Int8Report", "calibration_images", "check_int8", "compare_int8", "quantize_executorch", "quantize_onnx"]

@@ -153,4 +153,4 @@ def train_supernet(job: TrainJob, space: SearchSpace, *, num_random: int = 2, di
     return summary
 
 
-__all__ = ["SUBNET_STREAM", "SUPERNET_FILE", "SandwichTask", "num_classes_of", "train_supernet"]
+__all__ = ["SUPERNET_FILE", "SandwichTask", "train_supernet"]

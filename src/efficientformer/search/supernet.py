@@ -233,5 +233,5 @@ def load_supernet(path: str | os.PathLike, space: SearchSpace | None = None,
     return supernet.eval()
 
 
-__all__ = ["SPACE_METADATA_KEY", "Supernet", "load_subnet_weights", "load_supernet", "read_space",
-           "recalibrate_bn", "save_supernet", "supernet_key"]
+__all__ = ["SPACE_METADATA_KEY", "Supernet", "load_subnet_weights", "load_supernet", "read_space", "recalibrate_bn",
+           "save_supernet"]

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-# The batch norm the job converts to under DDP; re-exported here for existing callers.
-from efficientformer.layers.sync_batchnorm import SyncBatchNorm2d, SyncBatchNormFunction, convert_sync_batchnorm
-
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -86,5 +83,5 @@ def cleanup(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["DistInfo", "SyncBatchNorm2d", "SyncBatchNormFunction", "all_reduce_min", "all_reduce_sum", "barrier",
-           "cleanup", "convert_sync_batchnorm", "gather_strings", "init_distributed", "resolve_device"]
+__all__ = ["DistInfo", "all_reduce_min", "all_reduce_sum", "barrier", "cleanup", "gather_strings", "init_distributed",
+           "resolve_device"]

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from efficientformer.data.mixup import smoothed_targets as smooth_one_hot
 from efficientformer.errors import ConfigError
 
 DISTILLATION_MODES = ("none", "soft", "hard")
@@ -94,4 +93,4 @@ class DistillationLoss(nn.Module):
         return (1.0 - self.alpha) * base_loss + self.alpha * distill_loss
 
 
-__all__ = ["DISTILLATION_MODES", "DistillationLoss", "SoftTargetCrossEntropy", "smooth_one_hot"]
+__all__ = ["DISTILLATION_MODES", "DistillationLoss", "SoftTargetCrossEntropy"]

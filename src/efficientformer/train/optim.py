@@ -195,5 +195,5 @@ def clip_gradients_(parameters: Iterable[torch.Tensor], mode: str, value: float)
         raise ConfigError(f"clip mode must be 'agc', 'norm' or 'none', got {mode!r}")
 
 
-__all__ = ["CosineSchedule", "PolySchedule", "adaptive_clip_grad_", "clip_gradients_", "create_optimizer", "layer_ids",
+__all__ = ["CosineSchedule", "PolySchedule", "adaptive_clip_grad_", "clip_gradients_", "create_optimizer",
            "param_groups", "scaled_lr"]

@@ -122,5 +122,5 @@ def write_run_reports(run_dir: str | os.PathLike, per_class: Sequence[float], co
     plot_confusion(confusion, classes, run_dir / "confusion.png", f"{title}, epoch {records[-1]['epoch']}")
 
 
-__all__ = ["MAX_CONFUSION_CLASSES", "SKIPPED_FILE", "plot_confusion", "plot_curves", "read_metrics",
-           "write_per_class", "write_run_reports", "write_skipped"]
+__all__ = ["SKIPPED_FILE", "plot_confusion", "plot_curves", "read_metrics", "write_per_class", "write_run_reports",
+           "write_skipped"]

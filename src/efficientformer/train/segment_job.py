@@ -32,12 +32,12 @@ from efficientformer.data.preprocess import load_image
 from efficientformer.data.seeding import sample_generator
 from efficientformer.errors import ConfigError
 from efficientformer.factory import create_model, resolve_config
+from efficientformer.layers.sync_batchnorm import convert_sync_batchnorm
 from efficientformer.models.segmentation import Segmenter, SegmenterConfig
 from efficientformer.train.distributed import (
     all_reduce_sum,
     barrier,
     cleanup,
-    convert_sync_batchnorm,
     init_distributed,
     resolve_device,
 )

@@ -169,5 +169,5 @@ def prune_states(run_dir: str | os.PathLike, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
-__all__ = ["Position", "Stateful", "TrainingState", "check_run_dir", "latest_state", "list_states", "load_state",
-           "prune_states", "rng_state", "save_state", "set_rng_state", "state_path"]
+__all__ = ["Position", "Stateful", "TrainingState", "check_run_dir", "latest_state", "load_state", "prune_states",
+           "save_state"]

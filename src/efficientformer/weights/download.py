@@ -146,5 +146,4 @@ def resolve_weights(tag_or_path: str | os.PathLike, cache: str | os.PathLike | N
                            f"(known tags: {', '.join(WEIGHTS)}; see `efficientformer list`)")
 
 
-__all__ = ["DownloadError", "cache_dir", "download", "fetch_weights", "offline", "resolve_weights", "sha256_of",
-           "weights_path"]
+__all__ = ["DownloadError", "cache_dir", "download", "fetch_weights", "resolve_weights", "sha256_of", "weights_path"]
