@@ -1,4 +1,4 @@
-"""Compose architectures and weights: create_model, load_model, convert_checkpoint."""
+"""Compose architectures and weights: create_model, build_model (either family), load_model, convert_checkpoint."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import os
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from efficientformer.errors import ConfigError
 from efficientformer.models import registry
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
+from efficientformer.models.mobilenetv2 import MOBILENETV2_CONFIGS, MobileNetV2, MobileNetV2Config
+from efficientformer.models.spec import ModelSpec, build_network, family_of, spec_from_json
 from efficientformer.weights.checkpoint import (
     HEAD_PREFIXES,
     Checkpoint,
@@ -29,19 +32,31 @@ from efficientformer.weights.zoo import DEFAULT, WEIGHTS, DataConfig, default_we
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 
+def resolve_spec(name_or_spec: str | os.PathLike | ModelSpec) -> ModelSpec:
+    """`resolve_config` for either model family: also 'mobilenetv2_100'/'_140', a MobileNetV2Config, or its JSON
+    file or checkpoint (models/spec.py)."""
+    if isinstance(name_or_spec, (ModelConfig, MobileNetV2Config)):
+        return name_or_spec
+    text = str(name_or_spec)
+    if text in MOBILENETV2_CONFIGS:
+        return MOBILENETV2_CONFIGS[text]
+    if text.endswith(CHECKPOINT_SUFFIXES) and Path(text).is_file():
+        return _config_of(read_checkpoint(text), None)
+    if text.endswith(".json") or os.sep in text:
+        return spec_from_json(Path(text))
+    return registry.get(text)
+
+
 def resolve_config(name_or_config: str | os.PathLike | ModelConfig) -> ModelConfig:
     """A registered name (or short alias like 's0'), a ModelConfig, a ModelConfig JSON file, or a checkpoint file.
 
     A checkpoint gives the config stored in it (ours), or the registered model its keys and shapes match.
     """
-    if isinstance(name_or_config, ModelConfig):
-        return name_or_config
-    text = str(name_or_config)
-    if text.endswith(CHECKPOINT_SUFFIXES) and Path(text).is_file():
-        return _config_of(read_checkpoint(text), None)
-    if text.endswith(".json") or os.sep in text:
-        return ModelConfig.from_json(Path(text))
-    return registry.get(text)
+    spec = resolve_spec(name_or_config)
+    if not isinstance(spec, ModelConfig):
+        raise ConfigError(f"{name_or_config} is a {family_of(spec)} model ({spec.name}), not an EfficientFormerV2 "
+                          f"config")
+    return spec
 
 
 def create_model(name_or_config: str | os.PathLike | ModelConfig, *, pretrained: str | os.PathLike | bool | None = None,
@@ -86,6 +101,31 @@ def create_model(name_or_config: str | os.PathLike | ModelConfig, *, pretrained:
     return model
 
 
+def build_model(name_or_spec: str | os.PathLike | ModelSpec, *, num_classes: int | None = None,
+                img_size: int | tuple[int, int] | None = None, pretrained: str | os.PathLike | bool | None = None,
+                device: str | torch.device | None = None) -> nn.Module:
+    """A network of either family (models/spec.py) from a name, spec, config JSON or checkpoint: what training builds.
+
+    EfficientFormerV2 goes through `create_model`. MobileNetV2 is built from its config; there are no
+    published MobileNetV2 weights, so `pretrained` must be a checkpoint file (heads left freshly
+    initialised when its class count differs).
+    """
+    spec = resolve_spec(name_or_spec)
+    if isinstance(spec, ModelConfig):
+        return create_model(spec, pretrained=pretrained, num_classes=num_classes, img_size=img_size, device=device)
+    changes = {key: value for key, value in (("num_classes", num_classes), ("img_size", img_size)) if value is not None}
+    model = build_network(spec.replace(**changes) if changes else spec)
+    if pretrained not in (None, False):
+        if pretrained is True or not Path(str(pretrained)).is_file():
+            raise ConfigError(f"there are no published {spec.name} weights: pass a checkpoint file as pretrained, "
+                              f"got {pretrained!r}")
+        checkpoint = read_checkpoint(pretrained)
+        head = checkpoint.state_dict.get("head.weight")
+        skip_head = head is not None and head.shape[0] != model.num_classes
+        load_checkpoint(model, checkpoint, strict=True, skip_head=skip_head)
+    return model if device is None else model.to(device)
+
+
 def pretrained_cfg(model: EfficientFormerV2) -> dict:
     """timm's `model.pretrained_cfg` (what `timm.data.resolve_model_data_config(model)` reads): the data config
     plus the weight tag, class count, classifier and first-conv names."""
@@ -107,15 +147,18 @@ def _weights_path(pretrained: str | os.PathLike | bool, config: ModelConfig) -> 
     return resolve_weights(tag)
 
 
-def data_config(model_or_tag: EfficientFormerV2 | ModelConfig | str) -> DataConfig:
+def data_config(model_or_tag: nn.Module | ModelSpec | str) -> DataConfig:
     """Eval preprocessing (mean, std, crop_pct, interpolation, input size) for a model or a weight tag.
 
     A weight tag gives the entry's values; a registered name (or alias) those of its default
     weights; a model created with `pretrained=TAG` those of the tag at the model's own input size.
-    Anything else (random or local weights) gets ImageNet mean/std, bicubic, crop 0.875 at its size.
+    Anything else (random or local weights, MobileNetV2) gets ImageNet mean/std, bicubic, crop 0.875 at its size.
     """
     if isinstance(model_or_tag, str) and model_or_tag in WEIGHTS:
         return WEIGHTS[model_or_tag].data_config()
+    if isinstance(model_or_tag, (MobileNetV2, MobileNetV2Config)):
+        config = model_or_tag.config if isinstance(model_or_tag, MobileNetV2) else model_or_tag
+        return dataclasses.replace(DataConfig(), input_size=(config.in_chans, *config.img_size))
     if isinstance(model_or_tag, EfficientFormerV2):
         config, tag = model_or_tag.config, getattr(model_or_tag, "pretrained_tag", None)
     elif isinstance(model_or_tag, (str, ModelConfig)):
@@ -154,9 +197,9 @@ def infer_config(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
                           f"({', '.join(registry.list_models())}); pass the model name or a config")
 
 
-def _config_of(checkpoint: Checkpoint, model: str | ModelConfig | None) -> ModelConfig:
+def _config_of(checkpoint: Checkpoint, model: str | ModelSpec | None) -> ModelSpec:
     if model is not None:
-        config = resolve_config(model)
+        config = resolve_spec(model)
         head = checkpoint.state_dict.get("head.weight")
         if head is not None and head.shape[0] != config.num_classes:
             config = config.replace(num_classes=head.shape[0])
@@ -164,26 +207,33 @@ def _config_of(checkpoint: Checkpoint, model: str | ModelConfig | None) -> Model
     return checkpoint.config or infer_config(checkpoint.state_dict)
 
 
-def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = None,
-               device: str | torch.device | None = None) -> EfficientFormerV2:
+def load_model(path: str | os.PathLike, *, model: str | ModelSpec | None = None,
+               device: str | torch.device | None = None) -> EfficientFormerV2 | MobileNetV2:
     """Rebuild the right model from a checkpoint file alone and load it strictly; returned in eval mode.
+
+    Our files name their family and config (a trained MobileNetV2 comes back as one).
 
     Args:
         model: the architecture, needed only when the file has no config and matches no registered one.
     """
     checkpoint = read_checkpoint(path)
-    backbone = {} if checkpoint.out_indices is None else {"out_indices": checkpoint.out_indices}
-    net = EfficientFormerV2(_config_of(checkpoint, model), features_only=checkpoint.features_only, **backbone)
+    spec = _config_of(checkpoint, model)
+    if isinstance(spec, ModelConfig):
+        backbone = {} if checkpoint.out_indices is None else {"out_indices": checkpoint.out_indices}
+        net = EfficientFormerV2(spec, features_only=checkpoint.features_only, **backbone)
+    else:
+        net = build_network(spec)
     load_checkpoint(net, checkpoint, strict=True)
     net.pretrained_tag = None
-    net.pretrained_cfg = pretrained_cfg(net)
+    if isinstance(net, EfficientFormerV2):
+        net.pretrained_cfg = pretrained_cfg(net)
     if device is not None:
         net = net.to(device)
     return net.eval()
 
 
 def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike, to: str = "ours",
-                       model: str | ModelConfig | None = None) -> tuple[str, str]:
+                       model: str | ModelSpec | None = None) -> tuple[str, str]:
     """Rewrite a checkpoint in another layout; every tensor is copied bit-exactly.
 
     Args:
@@ -200,11 +250,11 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
     grids = None
     if to == "ours":
         metadata = config_metadata(_config_of(checkpoint, model), checkpoint.features_only, checkpoint.out_indices)
-    elif to == "official" and checkpoint.config is not None:
+    elif to == "official" and isinstance(checkpoint.config, ModelConfig):
         grids = attention_grids(checkpoint.config)
     write_state_dict(checkpoint.state_dict, destination, to, metadata, grids=grids)
     return checkpoint.layout, to
 
 
-__all__ = ["HEAD_PREFIXES", "convert_checkpoint", "create_model", "data_config", "infer_config", "load_model",
-           "pretrained_cfg", "resolve_config"]
+__all__ = ["HEAD_PREFIXES", "build_model", "convert_checkpoint", "create_model", "data_config", "infer_config",
+           "load_model", "pretrained_cfg", "resolve_config", "resolve_spec"]

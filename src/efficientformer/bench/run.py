@@ -34,9 +34,10 @@ from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency
 from efficientformer.bench.runtimes import DEFAULT_RUNTIMES, RUNTIMES, unavailable, versions
 from efficientformer.bench.timing import Timing
 from efficientformer.errors import ConfigError, UnknownNameError
-from efficientformer.factory import create_model, resolve_config
+from efficientformer.factory import build_model, resolve_spec
 from efficientformer.models.fuse import APPROXIMATIONS, fuse
-from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
+from efficientformer.models.mobilenetv2 import MOBILENETV2_CONFIGS, MobileNetV2Config
+from efficientformer.models.spec import ModelSpec, family_of
 from efficientformer.models.summary import count_macs, param_count
 from efficientformer.utils.machine import machine_line
 from efficientformer.utils.threads import threads as torch_threads
@@ -200,28 +201,48 @@ class BenchResult:
                 "rows": [dataclasses.asdict(row) for row in self.rows], "timings": self.timings}
 
 
+def model_spec(name: str) -> ModelSpec:
+    """The spec of a model name, alias, config JSON or checkpoint of either family; unknown names list both."""
+    try:
+        return resolve_spec(name)
+    except KeyError as error:
+        raise UnknownNameError(f"{error.args[0]}; or {', '.join(MOBILENETV2_CONFIGS)}") from None
+
+
+def model_label(spec: ModelSpec) -> str:
+    """The short name of plots and tables: 'S0', 'MNv2-1.0'."""
+    if isinstance(spec, MobileNetV2Config):
+        width = spec.width_mult
+        return f"MNv2-{width:.1f}" if round(width, 1) == width else f"MNv2-{width:g}"
+    return spec.name.removeprefix("efficientformerv2_").upper()
+
+
 def _constructor(name: str, img_size: tuple[int, int], num_classes: int
                  ) -> tuple[str, str, str, Callable[[], nn.Module]]:
     """(canonical name, label, family, a function building the eval-mode module) for a model name or file."""
-    if name in WIDTH_MULTIPLIERS:
-        return (name, f"MNv2-{WIDTH_MULTIPLIERS[name]:.1f}", "mobilenetv2",
-                lambda: create_mobilenetv2(name, num_classes=num_classes).eval())
-    try:
-        config = resolve_config(name)
-    except KeyError as error:
-        raise UnknownNameError(f"{error.args[0]}; or {', '.join(WIDTH_MULTIPLIERS)}") from None
-    return (config.name, config.name.removeprefix("efficientformerv2_").upper(), "efficientformerv2",
-            lambda: create_model(config, img_size=img_size, num_classes=num_classes).eval())
+    spec = model_spec(name)
+    return (spec.name, model_label(spec), family_of(spec),
+            lambda: build_model(spec, img_size=img_size, num_classes=num_classes).eval())
 
 
 def canonical_name(name: str) -> str:
     """The name a model is reported under: 's0' -> 'efficientformerv2_s0'; unknown names stay as they are."""
-    if name in WIDTH_MULTIPLIERS:
-        return name
     try:
-        return resolve_config(name).name
+        return resolve_spec(name).name
     except (KeyError, ValueError, OSError):
         return name
+
+
+def model_counts(module: nn.Module, img_size: tuple[int, int]) -> tuple[int, int, int]:
+    """(params as built, params of the fused copy, MACs of one image through the fused copy) of `module`.
+
+    Works on the meta device (nothing computed) and on trained weights alike; `module` is not changed.
+    """
+    deployed = fuse(module)
+    device = next(module.parameters()).device
+    with torch.no_grad():
+        _, macs, _ = count_macs(deployed, torch.zeros(1, 3, *img_size, device=device))
+    return param_count(module), param_count(deployed), macs
 
 
 def build_models(config: BenchConfig) -> list[BenchModel]:
@@ -235,11 +256,7 @@ def build_models(config: BenchConfig) -> list[BenchModel]:
         canonical, label, family, make = _constructor(name, config.img_size, config.num_classes)
         with torch.device("meta"):
             shape_only = make()
-        deployed = fuse(shape_only)
-        with torch.no_grad():
-            _, macs, _ = count_macs(deployed, torch.zeros(1, 3, *config.img_size, device="meta"))
-        built.append(BenchModel(canonical, label, family, make(), param_count(shape_only), param_count(deployed),
-                                macs))
+        built.append(BenchModel(canonical, label, family, make(), *model_counts(shape_only, config.img_size)))
     return built
 
 
@@ -334,4 +351,4 @@ def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],
 
 
 __all__ = ["DEFAULT_MODELS", "REFERENCE_MODEL", "BenchConfig", "BenchModel", "BenchResult", "BenchRow",
-           "build_models", "measure_runtime", "run_bench"]
+           "build_models", "measure_runtime", "model_counts", "model_label", "model_spec", "run_bench"]

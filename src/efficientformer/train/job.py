@@ -32,7 +32,7 @@ from efficientformer.data.sampler import EpochSampler
 from efficientformer.data.seeding import MIXUP_STREAM, sample_generator
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from efficientformer.errors import ConfigError, ImageError
-from efficientformer.factory import create_model
+from efficientformer.factory import build_model
 from efficientformer.layers.sync_batchnorm import convert_sync_batchnorm
 from efficientformer.train.distributed import (
     DistInfo,
@@ -75,7 +75,7 @@ class TrainJob:
         val_split: share of each class held out when `val_data` is None, in (0, 1).
         on_bad_image: 'error' stops at the first unreadable image, naming it; 'skip' drops it,
             counts it and lists it in `skipped.txt` and metrics.jsonl (no other image replaces it).
-        model: registry name, alias or ModelConfig JSON.
+        model: registry name, alias, ModelConfig JSON, or MobileNetV2 (mobilenetv2_100/_140 or its config JSON).
         pretrained: weight tag or checkpoint to start from (heads re-initialised if classes differ).
         teacher: distillation teacher file (our checkpoint, TorchScript or torch.export); needed
             when the recipe distils ('hard' in the paper's recipes).
@@ -119,8 +119,8 @@ def run_training(job: TrainJob, *, model: nn.Module | None = None, task: TrainTa
     every process runs this; only rank 0 writes files.
 
     Args:
-        model: the network to train instead of building `job.model` (e.g. a search supernet): an
-            EfficientFormerV2 (or subclass) built for the run's class count and `recipe.img_size`,
+        model: the network to train instead of building `job.model` (e.g. a search supernet): a network
+            with a `config` (models/spec.py) built for the run's class count and `recipe.img_size`,
             on any device (it is moved to the run's). Its `config` names the architecture in the
             saved weights. Not combinable with `job.pretrained` (load weights into it first).
         task: what each step computes (train/task.py TrainTask contract); default
@@ -241,12 +241,12 @@ class _TrainingRun:
         """`job.model`, or the caller's model once it is checked to fit the run's data."""
         job, recipe, img_size = self.job, self.recipe, self.recipe.img_size
         if model is None:
-            model = create_model(job.model, num_classes=num_classes, img_size=img_size, pretrained=job.pretrained)
+            model = build_model(job.model, num_classes=num_classes, img_size=img_size, pretrained=job.pretrained)
         elif job.pretrained is not None:
             raise ConfigError("run_training(model=...) with job.pretrained: load the weights into the model first")
         elif getattr(model, "config", None) is None or not hasattr(model, "num_classes"):
-            raise TypeError(f"run_training(model=...) needs an EfficientFormerV2 (or subclass), got "
-                            f"{type(model).__name__}")
+            raise TypeError(f"run_training(model=...) needs a network with a config (EfficientFormerV2, MobileNetV2), "
+                            f"got {type(model).__name__}")
         elif model.num_classes != num_classes:
             raise ConfigError(f"the supplied model predicts {model.num_classes} classes but the training data has "
                               f"{num_classes}")

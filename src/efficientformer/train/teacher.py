@@ -80,7 +80,7 @@ def recipe_teacher(recipe: TrainRecipe, path: str | os.PathLike | None, model: n
     if path is None:
         raise ConfigError(f"recipe {recipe.name!r} uses {recipe.distillation} distillation: pass a teacher "
                           f"file (--teacher) or turn it off (--set distillation=none)")
-    if not model.config.distillation:
+    if not getattr(model.config, "distillation", False):
         raise ConfigError(f"{model.config.name} has no distillation head; build it with distillation=True "
                           f"or turn distillation off")
     teacher = load_teacher(path, device)

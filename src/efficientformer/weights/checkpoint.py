@@ -23,6 +23,7 @@ from efficientformer.errors import CheckpointError, ConfigError, MissingFileErro
 from efficientformer.layers.rel_pos_bias import RelPosBias, resample_bias_table
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
+from efficientformer.models.spec import ModelSpec, spec_from_json
 from efficientformer.utils import atomic_write
 from efficientformer.weights.convert import bias_table_grids, detect_layout, official_to_ours, ours_to_official
 
@@ -33,12 +34,13 @@ HEAD_PREFIXES = ("head.", "head_dist.")
 
 @dataclass
 class Checkpoint:
-    """A state dict in our (timm) key layout, with what is known about where it came from."""
+    """A state dict in our (timm) key layout, with what is known about where it came from (`config`: the spec
+    stored in our files, of either model family)."""
 
     path: str
     layout: str
     state_dict: dict[str, torch.Tensor]
-    config: ModelConfig | None = None
+    config: ModelSpec | None = None
     features_only: bool = False
     out_indices: tuple[int, ...] | None = None
 
@@ -130,7 +132,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if metadata.get("format") == FORMAT:
         layout = "ours"
         try:
-            config = ModelConfig.from_json(metadata["config"])
+            config = spec_from_json(metadata["config"])
         except (KeyError, ValueError, TypeError) as error:
             raise CheckpointError(f"{path}: invalid model config in metadata ({error})") from None
         features_only = metadata.get("features_only") == "1"
@@ -172,7 +174,7 @@ def load_checkpoint(model: nn.Module, source: str | os.PathLike | Checkpoint, st
     checkpoint = source if isinstance(source, Checkpoint) else read_checkpoint(source)
     report = LoadReport(checkpoint.path, checkpoint.layout)
     target = model.state_dict()
-    source_grids = attention_grids(checkpoint.config) if checkpoint.config is not None else {}
+    source_grids = attention_grids(checkpoint.config) if isinstance(checkpoint.config, ModelConfig) else {}
     model_grids = _model_grids(model)
     features_only = getattr(model, "features_only", False)
     # A backbone drops the head and norm, and the stages after its last out index (not built).
@@ -259,7 +261,7 @@ def write_state_dict(state_dict: dict[str, torch.Tensor], path: str | os.PathLik
     return path
 
 
-def config_metadata(config: ModelConfig, features_only: bool = False,
+def config_metadata(config: ModelSpec, features_only: bool = False,
                     out_indices: tuple[int, ...] | None = None) -> dict[str, str]:
     """Our safetensors metadata for a state dict of `config` (a backbone's out_indices too)."""
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config.to_dict()),
