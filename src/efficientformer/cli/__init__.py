@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "search": "efficientformer.cli.search",
     "supernet": "efficientformer.cli.supernet",
     "bench": "efficientformer.cli.bench",
+    "compare": "efficientformer.cli.compare",
 }
 
 # Exit codes: 0 done; 1 a command's negative result (parity failed, targets missed) or a bug; 2 bad usage or input.

@@ -19,7 +19,8 @@ HELP = ("Time models on runtimes (torch, onnxruntime, executorch, openvino): par
         "throughput, MES vs MobileNetV2; writes bench.csv/json/png.")
 
 
-def _names(text: str) -> tuple[str, ...]:
+def comma_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names (empty parts dropped); argparse `type=` of --models, --runtime, ..."""
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     if not names:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
@@ -50,10 +51,10 @@ def _thread_counts(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", type=_names, default=DEFAULT_MODELS,
+    parser.add_argument("--models", type=comma_list, default=DEFAULT_MODELS,
                         help=f"comma-separated registry names, aliases, config JSON files or "
                              f"mobilenetv2_100/_140 (default {','.join(DEFAULT_MODELS)})")
-    parser.add_argument("--runtime", "--runtimes", dest="runtimes", type=_names, default=None,
+    parser.add_argument("--runtime", "--runtimes", dest="runtimes", type=comma_list, default=None,
                         help=f"comma-separated, from {','.join(RUNTIMES)} (default "
                              f"{','.join(DEFAULT_RUNTIMES)}, those installed)")
     parser.add_argument("--batch", type=_batches, default=(1, 16),
@@ -64,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and at every core, the faster marked *)")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                         help="measure each runtime and thread count in a fresh subprocess (default on)")
-    parser.add_argument("--approximate", type=_names, default=(),
+    parser.add_argument("--approximate", type=comma_list, default=(),
                         help=f"opt-in approximations of the fused models, comma-separated from "
                              f"{','.join(APPROXIMATIONS)} (default none: exact)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per model first (default 3)")
