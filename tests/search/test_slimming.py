@@ -9,17 +9,10 @@ import pytest
 
 from efficientformer.factory import create_model
 from efficientformer.models.summary import param_count as exact_param_count
+from efficientformer.search.actions import Action, apply_action, frontier
 from efficientformer.search.lut import ParamCounter
 from efficientformer.search.outputs import found_name, write_found, write_trajectory_csv
-from efficientformer.search.slimming import (
-    Action,
-    Measured,
-    Step,
-    apply_action,
-    choose_move,
-    frontier,
-    slim,
-)
+from efficientformer.search.slimming import Measured, Step, choose_move, slim
 from efficientformer.search.space import TINY_SPACE, SearchSpace, StageSpace, signature
 
 MAX = TINY_SPACE.max_config()
@@ -265,3 +258,22 @@ def test_lazy_steps_follow_the_full_search_with_fewer_evaluations(tmp_path):
     assert not set(seen) & before
     with pytest.raises(ValueError, match="lazy"):  # a state written by a lazy search is not resumed by a full one
         slim(TINY_SPACE, counting, synthetic_latency, param_count, state_path=state, progress=False, **targets)
+
+
+def test_strided_steps_combine_the_best_actions_far_from_the_targets():
+    """Far from the targets a step applies several best-ranked actions and cuts the latency by the stride; within
+    1.5x of the targets every step is one action again; the targets are met with fewer steps, MES rising."""
+    targets = {"target_latency_ms": synthetic_latency(MAX) / 4, "target_params": param_count(MAX) / 4}
+    single = slim(TINY_SPACE, synthetic_accuracy, synthetic_latency, param_count, progress=False, **targets)
+    strided = slim(TINY_SPACE, synthetic_accuracy, synthetic_latency, param_count, progress=False, stride=0.2,
+                   **targets)
+    assert strided.targets_met and len(strided.steps) < len(single.steps)
+    assert all(b.mes > a.mes for a, b in zip(strided.steps, strided.steps[1:]))
+    far = [(a, b) for a, b in zip(strided.steps, strided.steps[1:]) if a.latency_ms > 1.5 * targets["target_latency_ms"]
+           or a.params > 1.5 * targets["target_params"]]
+    near = [(a, b) for a, b in zip(strided.steps, strided.steps[1:]) if (a, b) not in far]
+    assert far and near and all("+" not in b.action for _, b in near)
+    combined = [(a, b) for a, b in far if "+" in b.action]
+    assert combined and all(b.latency_ms <= 0.8 * a.latency_ms + 1e-9 or "+" not in b.action for a, b in far)
+    # The first action of a combined step is the one the single-action rule would take there.
+    assert strided.steps[1].action.split("+")[0] == single.steps[1].action

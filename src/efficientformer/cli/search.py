@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lazy", type=int, default=job.lazy, metavar="K",
                         help=f"per step, evaluate only new actions and the K best by their last accuracy drop "
                              f"(default {job.lazy}; 0: every action, the paper's rule)")
+    parser.add_argument("--stride", type=float, default=job.stride,
+                        help=f"while a target is more than 1.5x away, a step takes the best actions together until "
+                             f"the latency falls by this fraction (default {job.stride}; 0: one action per step)")
     parser.add_argument("--epochs", type=int, default=job.supernet_epochs, help="supernet training epochs")
     parser.add_argument("--eval-images", type=int, default=job.eval_images, help="held-out images per accuracy")
     parser.add_argument("--calib-images", type=int, default=job.calib_images,
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                        params_alpha=args.mes_params_alpha, latency_alpha=args.mes_latency_alpha)
     job = SearchJob(output=args.output, supernet=args.supernet, lut=args.lut, data=args.data, val_data=args.val_data,
                     space=args.space, img_size=args.img_size, train_img_size=args.train_img_size,
-                    supernet_epochs=args.epochs, lazy=args.lazy,
+                    supernet_epochs=args.epochs, lazy=args.lazy, stride=args.stride,
                     target=args.target, target_latency_ms=args.target_latency_ms, target_params=args.target_params,
                     relative_latency=args.relative_latency, relative_params=args.relative_params, mes=mes,
                     mes_relative=args.mes_relative, eval_images=args.eval_images, calib_images=args.calib_images,

@@ -74,6 +74,8 @@ class SearchJob:
             embedded digits (8x8 images) where it is at most 64: latency at 224 with accuracy at 64.
         lazy: per step, evaluate only new actions and the `lazy` best by their last drop (search/slimming.py);
             None or 0: every action, the paper's rule (about 45 evaluations per step on the paper space).
+        stride: while a target is more than 1.5x away, one step takes the best actions together until the
+            latency falls by this fraction (search/slimming.py); 0: one action per step (the paper).
         lut: a latency table built for the supernet's space (classes, resolution); None builds one.
         data, val_data: training images (BN recalibration) and held-out images; None = embedded digits.
         target: a model whose latency and parameters are the budget: mobilenetv2_100/_140, a registry
@@ -116,6 +118,7 @@ class SearchJob:
     calibrate: int = 20
     max_steps: int | None = None
     lazy: int | None = 8
+    stride: float = 0.1
     device: str = "cpu"
     seed: int = 0
 
@@ -298,6 +301,7 @@ def _run(job: SearchJob) -> dict[str, Any]:
                    "calib_images": job.calib_images, "seed": job.seed}
     result = slim(space, accuracy_of, latency_of, params_of, target_latency_ms=target_latency,
                   target_params=target_params, mes=mes, max_steps=job.max_steps, lazy=job.lazy,
+                  stride=job.stride,
                   state_path=out / "search_state.json", fingerprint=json.loads(json.dumps(fingerprint, default=str)))
     accuracy_of.cache.update(result.accuracies)  # the references need no second evaluation after a resume
     return _write_outputs(job, out, space, deploy, table, result, accuracy_of, params_of, latency_of, mes,

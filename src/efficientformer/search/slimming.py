@@ -28,6 +28,10 @@ the next, so a step evaluates only the actions it has never evaluated and the K 
 measured ΔAcc over their current, exact ΔMES; the rule then chooses among those. On the paper space
 this evaluates about K + 1 subnets per step instead of ~45.
 
+Strided steps (`stride=f`, ours): while a target is more than 1.5x away, a step applies the
+best-ranked actions together, in rank order, until the predicted latency has fallen by the fraction
+f, and evaluates the combination once; near the targets every step is one action, as in the paper.
+
 Resume: with `state_path`, the trajectory (every step's config and metrics) and every accuracy
 evaluation so far are rewritten atomically after each evaluation; a killed search reloads them,
 continues from the last finished step, and never re-evaluates a subnet it has seen.
@@ -45,82 +49,15 @@ from typing import Any, NamedTuple
 
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
 from efficientformer.errors import BadFileError, ConfigError
-from efficientformer.models.config import ModelConfig, StageConfig
+from efficientformer.models.config import ModelConfig
+from efficientformer.search.actions import Action, apply_action, frontier
 from efficientformer.search.space import SearchSpace, signature
 from efficientformer.utils.io import write_json
 from efficientformer.utils.progress import progress_bar
 
 FORMAT = "efficientformer-search/1"
-ACTION_KINDS = ("width", "ratio", "depth", "attn", "drop_attn")
 CSV_FIELDS = ("step", "action", "params", "latency_ms", "mes", "accuracy", "delta_acc", "delta_mes", "score",
               "candidates", "signature")
-
-
-@dataclass(frozen=True)
-class Action:
-    """One slimming move: `kind` (ACTION_KINDS) on stage `stage` (0-based), block `block` for ratios."""
-
-    kind: str
-    stage: int
-    block: int = -1
-
-    def __str__(self) -> str:
-        return f"{self.kind}[{self.stage},{self.block}]" if self.kind == "ratio" else f"{self.kind}[{self.stage}]"
-
-
-def _with_stage(config: ModelConfig, index: int, stage: StageConfig) -> tuple[StageConfig, ...]:
-    return tuple(stage if i == index else s for i, s in enumerate(config.stages))
-
-
-def apply_action(space: SearchSpace, config: ModelConfig, action: Action) -> ModelConfig | None:
-    """`config` after `action`, or None when the action would leave the space."""
-    stage, choices = config.stages[action.stage], space.stages[action.stage]
-    ratios = list(stage.mlp_ratios)
-    if action.kind == "width":
-        position = choices.widths.index(stage.width)
-        if position == 0:
-            return None
-        new = dataclasses.replace(stage, width=choices.widths[position - 1])
-    elif action.kind == "ratio":
-        position = choices.ratios.index(ratios[action.block])
-        if position == 0:
-            return None
-        ratios[action.block] = choices.ratios[position - 1]
-        new = dataclasses.replace(stage, mlp_ratios=tuple(ratios))
-    elif action.kind == "depth":
-        last_ffn = stage.depth - stage.num_attn - 1
-        if last_ffn < 0 or stage.depth - 1 < choices.min_depth:
-            return None
-        del ratios[last_ffn]
-        new = StageConfig(depth=stage.depth - 1, width=stage.width, mlp_ratios=tuple(ratios), num_attn=stage.num_attn)
-    elif action.kind in ("attn", "drop_attn"):
-        if stage.num_attn - 1 < choices.min_attn:
-            return None
-        if action.kind == "attn":
-            new = dataclasses.replace(stage, num_attn=stage.num_attn - 1)
-        else:
-            if stage.depth - 1 < choices.min_depth:
-                return None
-            del ratios[stage.depth - stage.num_attn]
-            new = StageConfig(depth=stage.depth - 1, width=stage.width, mlp_ratios=tuple(ratios),
-                              num_attn=stage.num_attn - 1)
-    else:
-        raise ValueError(f"unknown action kind {action.kind!r}; known: {', '.join(ACTION_KINDS)}")
-    candidate = config.replace(stages=_with_stage(config, action.stage, new))
-    return candidate if space.contains(candidate) else None
-
-
-def frontier(space: SearchSpace, config: ModelConfig) -> list[tuple[Action, ModelConfig]]:
-    """Every applicable action with the subnet it leads to, in a fixed order (stage by stage)."""
-    moves = []
-    for index, stage in enumerate(config.stages):
-        actions = [Action("width", index)] + [Action("ratio", index, b) for b in range(stage.depth)]
-        actions += [Action("depth", index), Action("attn", index), Action("drop_attn", index)]
-        for action in actions:
-            candidate = apply_action(space, config, action)
-            if candidate is not None:
-                moves.append((action, candidate))
-    return moves
 
 
 @dataclass(frozen=True)
@@ -284,24 +221,60 @@ def replay_drops(space: SearchSpace, steps: Sequence[Step], accuracy: dict[str, 
     return drops
 
 
+def rank_moves(current: Step, candidates: Sequence[tuple[Action, ModelConfig, Measured]]) -> list[Step]:
+    """The candidates that raise the MES as steps from `current`, best first by the rule (module docstring)."""
+    keyed = []
+    for index, (action, config, measured) in enumerate(candidates):
+        delta_mes, delta_acc = measured.mes - current.mes, current.accuracy - measured.accuracy
+        if delta_mes <= 0:
+            continue
+        ratio = delta_acc / delta_mes
+        keyed.append(((ratio, -delta_mes, index), Step(current.step + 1, str(action), config, measured.params,
+                                                        measured.latency_ms, measured.mes, measured.accuracy,
+                                                        delta_acc, delta_mes, ratio, len(candidates))))
+    return [step for _, step in sorted(keyed, key=lambda pair: pair[0])]
+
+
 def choose_move(current: Step, candidates: Sequence[tuple[Action, ModelConfig, Measured]]) -> Step | None:
     """The step the rule takes from `current` among measured candidates (module docstring), or None.
 
     Pure: the smallest ΔAcc/ΔMES among the candidates that raise the MES; ties go to the larger MES
     gain, then to the earlier candidate. None when no candidate raises the MES.
     """
-    best_key, best = None, None
-    for index, (action, config, measured) in enumerate(candidates):
-        delta_mes, delta_acc = measured.mes - current.mes, current.accuracy - measured.accuracy
-        if delta_mes <= 0:
+    ranked = rank_moves(current, candidates)
+    return ranked[0] if ranked else None
+
+
+def stride_move(space: SearchSpace, current: Step, ranked: Sequence[Step], actions: dict[str, Action],
+                measure: Evaluator, stride: float) -> Step | None:
+    """The best-ranked actions applied together until the latency falls by `stride` of the current, as one step.
+
+    None when fewer than two actions apply or the combination does not raise the MES (the caller then
+    takes the single best). Its accuracy is evaluated like any candidate's.
+    """
+    config, names = current.config, []
+    for step in ranked:
+        moved = apply_action(space, config, actions[step.action])
+        if moved is None:
             continue
-        ratio = delta_acc / delta_mes
-        key = (ratio, -delta_mes, index)
-        if best_key is None or key < best_key:
-            best_key = key
-            best = Step(current.step + 1, str(action), config, measured.params, measured.latency_ms, measured.mes,
-                        measured.accuracy, delta_acc, delta_mes, ratio, len(candidates))
-    return best
+        config = moved
+        names.append(step.action)
+        if measure.mes_of(config)[1] <= (1.0 - stride) * current.latency_ms:
+            break
+    if len(names) < 2:
+        return None
+    measured = measure(config)
+    delta_mes, delta_acc = measured.mes - current.mes, current.accuracy - measured.accuracy
+    if delta_mes <= 0:
+        return None
+    return Step(current.step + 1, "+".join(names), config, measured.params, measured.latency_ms, measured.mes,
+                measured.accuracy, delta_acc, delta_mes, delta_acc / delta_mes, ranked[0].candidates)
+
+
+def _far(step: Step, target_latency_ms: float | None, target_params: float | None, factor: float = 1.5) -> bool:
+    """More than `factor` times a target away: where strided steps apply."""
+    return ((target_latency_ms is not None and step.latency_ms > factor * target_latency_ms)
+            or (target_params is not None and step.params > factor * target_params))
 
 
 def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latency_of: Callable[[ModelConfig], float],
@@ -309,7 +282,7 @@ def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latenc
          target_params: float | None = None, start: ModelConfig | None = None, mes: MESConstants = PAPER_MES,
          max_steps: int | None = None, state_path: str | os.PathLike | None = None,
          fingerprint: dict[str, Any] | None = None, progress: bool | None = None,
-         on_step: Callable[[Step], None] | None = None, lazy: int | None = None) -> SlimResult:
+         on_step: Callable[[Step], None] | None = None, lazy: int | None = None, stride: float = 0.0) -> SlimResult:
     """Slim `start` (default the largest subnet) until both targets are met; see the module docstring.
 
     Args:
@@ -322,12 +295,14 @@ def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latenc
         on_step: called with every new step after it is saved.
         lazy: evaluate, per step, only the actions never evaluated before and the `lazy` best by their
             last measured ΔAcc over their exact ΔMES (`lazy_choice`); None or 0: every action (the paper).
+        stride: while more than 1.5x a target away, a step applies the best-ranked actions together until
+            the latency falls by this fraction (`stride_move`); 0: one action per step (the paper).
     """
     start = start or space.max_config()
     space.validate(start)
     identity = {"space": space.to_dict(), "start": start.to_dict(), "mes": dataclasses.asdict(mes),
                 "targets": {"latency_ms": target_latency_ms, "params": target_params},
-                "fingerprint": fingerprint or {}, "lazy": lazy or None}
+                "fingerprint": fingerprint or {}, "lazy": lazy or None, "stride": stride}
     identity = json.loads(json.dumps(identity))  # tuples -> lists, as they come back from the file
     state = _State(Path(state_path) if state_path is not None else None, identity)
     measure = Evaluator(accuracy_of, latency_of, params_of, mes, state)
@@ -354,7 +329,10 @@ def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latenc
                                              f"(at {current.latency_ms:.3f} ms, {current.params / 1e6:.3f} M)")
                 measured.append((action, candidate, measure(candidate)))
                 drops[str(action)] = current.accuracy - measured[-1][2].accuracy
-            best = choose_move(current, measured)
+            ranked = rank_moves(current, measured)
+            best = ranked[0] if ranked else None
+            if best is not None and stride > 0 and _far(current, target_latency_ms, target_params):
+                best = stride_move(space, current, ranked, {str(a): a for a, _ in moves}, measure, stride) or best
             if best is None:
                 state.stop_reason = ("no action left in the space" if not moves
                                      else "no action raises the MES") + " before the targets"
@@ -369,5 +347,5 @@ def slim(space: SearchSpace, accuracy_of: Callable[[ModelConfig], float], latenc
     return SlimResult(state.steps, reached, state.stop_reason, measure.evaluations, state.path, dict(state.accuracy))
 
 
-__all__ = ["ACTION_KINDS", "Action", "CSV_FIELDS", "Evaluator", "Measured", "SlimResult", "Step", "apply_action",
-           "choose_move", "frontier", "lazy_choice", "replay_drops", "slim", "targets_met"]
+__all__ = ["CSV_FIELDS", "Evaluator", "Measured", "SlimResult", "Step", "choose_move", "lazy_choice", "rank_moves",
+           "replay_drops", "slim", "stride_move", "targets_met"]
