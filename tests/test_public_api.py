@@ -37,8 +37,9 @@ PUBLIC = {
         "convert_sync_batchnorm", "fold_bn_into_conv", "relative_position_index",
     ],
     "efficientformer.models": [
-        "APPROXIMATIONS", "EfficientFormerV2", "ModelConfig", "ModelSummary", "Segmenter", "SegmenterConfig",
-        "StageConfig", "fuse", "get_config", "list_models", "model_summary", "register",
+        "APPROXIMATIONS", "EfficientFormerV2", "MOBILENETV2_CONFIGS", "MobileNetV2", "MobileNetV2Config",
+        "ModelConfig", "ModelSpec", "ModelSummary", "Segmenter", "SegmenterConfig", "StageConfig", "build_network",
+        "create_mobilenetv2", "fuse", "get_config", "list_models", "model_summary", "register",
     ],
     "efficientformer.weights": [
         "Checkpoint", "CheckpointError", "DEFAULT", "DataConfig", "DownloadError", "LAYOUTS", "LayoutError",
@@ -76,6 +77,10 @@ PUBLIC = {
         "SlimResult", "StageSpace", "Supernet", "TINY_SPACE", "build_lut", "decompose", "get_space",
         "load_subnet_weights", "load_supernet", "recalibrate_bn", "run_search", "save_supernet", "signature", "slim",
         "train_supernet",
+    ],
+    "efficientformer.compare": [
+        "CompareConfig", "CompareResult", "CompareRow", "DEFAULT_MODELS", "markdown_table", "pareto_front",
+        "run_compare", "write_report",
     ],
     "efficientformer.cli": ["COMMANDS", "EXIT_BUG", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "build_parser", "main"],
     "efficientformer.predict": ["Prediction", "class_names", "load_images", "predict", "prepare_model"],

@@ -16,7 +16,6 @@ from efficientformer.models.efficientformer_v2 import EfficientFormerV2
 from efficientformer.models.mobilenetv2 import MOBILENETV2_CONFIGS, MobileNetV2, MobileNetV2Config
 from efficientformer.models.spec import ModelSpec, build_network, family_of, spec_from_json
 from efficientformer.weights.checkpoint import (
-    HEAD_PREFIXES,
     Checkpoint,
     CheckpointError,
     attention_grids,
@@ -256,5 +255,5 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
     return checkpoint.layout, to
 
 
-__all__ = ["HEAD_PREFIXES", "build_model", "convert_checkpoint", "create_model", "data_config", "infer_config",
-           "load_model", "pretrained_cfg", "resolve_config", "resolve_spec"]
+__all__ = ["build_model", "convert_checkpoint", "create_model", "data_config", "infer_config", "load_model",
+           "pretrained_cfg", "resolve_config", "resolve_spec"]

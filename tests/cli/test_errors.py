@@ -13,6 +13,7 @@ from efficientformer import create_model, errors, load_model
 from efficientformer.cli import EXIT_BUG, EXIT_USER_ERROR, main
 from efficientformer.data import embedded
 from efficientformer.models.config import ModelConfig
+from efficientformer.models.spec import spec_from_json
 
 
 def one_error_line(err: str) -> str:
@@ -97,8 +98,9 @@ def test_library_callers_keep_catching_the_builtins():
         pytest.fail("no error for an unknown model")
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         load_model("/tmp/nope.safetensors")
-    with pytest.raises(errors.ConfigError, match="not valid JSON"):
-        ModelConfig.from_json("{not json")
+    for parse in (ModelConfig.from_json, spec_from_json):
+        with pytest.raises(errors.ConfigError, match="not valid JSON"):
+            parse("{not json")
 
 
 def test_every_error_type_is_a_user_error_that_survives_pickling():

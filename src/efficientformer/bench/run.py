@@ -350,5 +350,5 @@ def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],
     return rows
 
 
-__all__ = ["DEFAULT_MODELS", "REFERENCE_MODEL", "BenchConfig", "BenchModel", "BenchResult", "BenchRow",
-           "build_models", "measure_runtime", "model_counts", "model_label", "model_spec", "run_bench"]
+__all__ = ["DEFAULT_MODELS", "REFERENCE_MODEL", "BenchConfig", "BenchModel", "BenchResult", "BenchRow", "model_counts",
+           "model_label", "model_spec", "run_bench"]

@@ -242,14 +242,5 @@ def create_mobilenetv2(name: str, num_classes: int = 1000, **kwargs) -> MobileNe
     return MobileNetV2.from_config(MOBILENETV2_CONFIGS[name].replace(num_classes=num_classes, **kwargs))
 
 
-__all__ = [
-    "FAMILY",
-    "INVERTED_RESIDUAL_SETTINGS",
-    "MOBILENETV2_CONFIGS",
-    "WIDTH_MULTIPLIERS",
-    "InvertedResidual",
-    "MobileNetV2",
-    "MobileNetV2Config",
-    "create_mobilenetv2",
-    "make_divisible",
-]
+__all__ = ["FAMILY", "MOBILENETV2_CONFIGS", "WIDTH_MULTIPLIERS", "MobileNetV2", "MobileNetV2Config",
+           "create_mobilenetv2"]

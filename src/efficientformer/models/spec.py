@@ -19,7 +19,7 @@ from typing import Any, Union
 
 from torch import nn
 
-from efficientformer.errors import BadFileError, MissingFileError, UnknownNameError
+from efficientformer.errors import BadFileError, ConfigError, MissingFileError, UnknownNameError
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
 from efficientformer.models.mobilenetv2 import FAMILY as MOBILENETV2
@@ -53,7 +53,11 @@ def spec_from_json(text_or_path: str | os.PathLike) -> ModelSpec:
     """Parse a spec from JSON text or a JSON file; errors name the file."""
     text = str(text_or_path)
     if text.lstrip().startswith("{"):
-        return spec_from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ConfigError(f"the model config is not valid JSON ({error}): {text[:80]!r}") from None
+        return spec_from_dict(data)
     path = Path(text_or_path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
