@@ -26,9 +26,12 @@ the workers wait, so the timing never shares the machine with an export.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import importlib.metadata
+import logging
 import multiprocessing
 import os
+import pickle
 import tempfile
 import time
 import warnings
@@ -41,6 +44,8 @@ from torch import nn
 from efficientformer.errors import ConfigError, UnknownNameError
 from efficientformer.export.runtimes import EXPORTED, load, lower, prepare
 from efficientformer.utils.optional import require
+
+log = logging.getLogger(__name__)
 
 RUNTIMES = ("torch-eager", "torch-fused", "onnxruntime", "executorch", "openvino")
 # Distributions whose versions determine a runtime's speed (recorded in a table's header).
@@ -101,10 +106,12 @@ def _start_worker() -> None:
     warnings.simplefilter("ignore")
 
 
-def _lower_in_worker(module: nn.Module, example: torch.Tensor, runtime: str, directory: str, name: str
+def _lower_in_worker(payload: bytes | nn.Module, example: torch.Tensor | None, runtime: str, directory: str, name: str
                      ) -> tuple[str, float]:
     began = time.perf_counter()
-    path = lower(module, example, runtime, directory, name=name)
+    if isinstance(payload, bytes):  # (module, example) pickled by this project's own Preparer, not user data
+        payload, example = pickle.loads(payload)
+    path = lower(payload, example, runtime, directory, name=name)
     return str(path), time.perf_counter() - began
 
 
@@ -164,6 +171,17 @@ class Preparer:
                                   time.perf_counter() - began)
             return prepared
         _require_runtime(self.runtime)
+        try:
+            return self._prepare_in_workers(modules)
+        except concurrent.futures.process.BrokenProcessPool as error:
+            # A script without `if __name__ == "__main__":` cannot start spawned workers (they re-run it).
+            log.warning("parallel lowering failed (%s); lowering in this process from now on", error)
+            self.close()
+            self.workers = 1
+            return self.prepare(modules)
+
+    def _prepare_in_workers(self, modules: Mapping[str, tuple[nn.Module, torch.Tensor]]
+                            ) -> dict[str, tuple[Callable[[], object], float]]:
         if self._pool is None:
             self._directory = tempfile.TemporaryDirectory(prefix="efficientformer-lower-")
             self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -171,8 +189,11 @@ class Preparer:
         futures = {}
         for name, (module, example) in modules.items():
             self._count += 1
-            futures[name] = self._pool.submit(_lower_in_worker, module.eval(), example.detach().cpu(), self.runtime,
-                                              self._directory.name, f"m{self._count}")
+            # Plain pickle bytes: the pool's own pickler shares each tensor through a file descriptor, and
+            # 54 networks at once exceeded the open-file limit (Errno 24).
+            payload = pickle.dumps((module.eval(), example.detach().cpu()), protocol=pickle.HIGHEST_PROTOCOL)
+            futures[name] = self._pool.submit(_lower_in_worker, payload, None, self.runtime, self._directory.name,
+                                              f"m{self._count}")
         prepared = {}
         for name, future in futures.items():
             path, lowering_s = future.result()
