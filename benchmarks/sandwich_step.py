@@ -33,17 +33,19 @@ def sandwich_step(task: SandwichTask, supernet: Supernet, inputs: torch.Tensor, 
               info=StepInfo(epoch=0, step=0, steps_per_epoch=1))
 
 
-def plain_steps(models: list[torch.nn.Module], inputs: torch.Tensor, targets: torch.Tensor) -> None:
-    """The same four forward/backward passes on plain models (labels for the first, its soft output after)."""
+def plain_steps(task: SandwichTask, models: list[torch.nn.Module], inputs: torch.Tensor, targets: torch.Tensor
+                ) -> None:
+    """The same four forward/backward passes on plain models, with the task's own losses (labels for the
+    largest, its detached softmax for the others)."""
     teacher = None
     for model in models:
         model.zero_grad(set_to_none=True)
         logits = model(inputs)
         if teacher is None:
-            loss = torch.nn.functional.cross_entropy(logits, targets)
-            teacher = logits.detach().softmax(dim=-1)
+            loss = task.label_loss(logits, targets)
+            teacher = logits.detach().float().softmax(dim=-1)
         else:
-            loss = torch.sum(-teacher * logits.log_softmax(dim=-1), dim=-1).mean()
+            loss = task.soft_loss(logits, teacher)
         loss.backward()
 
 
@@ -74,7 +76,7 @@ def main() -> None:
           f"{args.batch}, {args.threads} thread(s), {args.rounds} rounds")
     print("# subnets: " + ", ".join(f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f} M" for m in models))
     calls = {"sandwich step": lambda: sandwich_step(task, supernet, inputs, targets),
-             "4 plain subnets": lambda: plain_steps(models, inputs, targets)}
+             "4 plain subnets": lambda: plain_steps(task, models, inputs, targets)}
     for call in calls.values():  # warm-up
         call()
     seconds: dict[str, list[float]] = {name: [] for name in calls}

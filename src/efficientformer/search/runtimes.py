@@ -106,12 +106,10 @@ def _start_worker() -> None:
     warnings.simplefilter("ignore")
 
 
-def _lower_in_worker(payload: bytes | nn.Module, example: torch.Tensor | None, runtime: str, directory: str, name: str
-                     ) -> tuple[str, float]:
+def _lower_in_worker(payload: bytes, runtime: str, directory: str, name: str) -> tuple[str, float]:
     began = time.perf_counter()
-    if isinstance(payload, bytes):  # (module, example) pickled by this project's own Preparer, not user data
-        payload, example = pickle.loads(payload)
-    path = lower(payload, example, runtime, directory, name=name)
+    module, example = pickle.loads(payload)  # pickled by this project's own Preparer, not user data
+    path = lower(module, example, runtime, directory, name=name)
     return str(path), time.perf_counter() - began
 
 
@@ -192,7 +190,7 @@ class Preparer:
             # Plain pickle bytes: the pool's own pickler shares each tensor through a file descriptor, and
             # 54 networks at once exceeded the open-file limit (Errno 24).
             payload = pickle.dumps((module.eval(), example.detach().cpu()), protocol=pickle.HIGHEST_PROTOCOL)
-            futures[name] = self._pool.submit(_lower_in_worker, payload, None, self.runtime, self._directory.name,
+            futures[name] = self._pool.submit(_lower_in_worker, payload, self.runtime, self._directory.name,
                                               f"m{self._count}")
         prepared = {}
         for name, future in futures.items():
