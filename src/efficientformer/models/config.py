@@ -186,10 +186,10 @@ class ModelConfig:
                      for index in range(stage.depth))
 
     def replace(self, **overrides: Any) -> ModelConfig:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again); an unknown field is a ConfigError naming it."""
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise TypeError(f"unknown ModelConfig field(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown ModelConfig field(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:

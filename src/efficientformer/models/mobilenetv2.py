@@ -81,7 +81,7 @@ class MobileNetV2Config:
         """A copy with some fields changed (validated again); an unknown field is an error naming it."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise TypeError(f"unknown MobileNetV2Config field(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown MobileNetV2Config field(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
