@@ -75,13 +75,6 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     return [groups[key] for key in sorted(groups)]
 
 
-def scaled_lr(lr_base: float, global_batch: int, lr_base_batch: int = 1024) -> float:
-    """The linear scaling rule: `lr_base` is the rate for `lr_base_batch` images per step (docs/training.md)."""
-    if global_batch < 1:
-        raise ConfigError(f"global batch size must be positive, got {global_batch}")
-    return lr_base * global_batch / lr_base_batch
-
-
 def create_optimizer(model: nn.Module, lr: float, weight_decay: float, eps: float = 1e-8,
                      betas: tuple[float, float] = (0.9, 0.999), layer_decay: float | None = None) -> torch.optim.AdamW:
     """AdamW over `param_groups(model, weight_decay, layer_decay)`; each group's lr is `lr * lr_scale`."""
@@ -196,4 +189,4 @@ def clip_gradients_(parameters: Iterable[torch.Tensor], mode: str, value: float)
 
 
 __all__ = ["CosineSchedule", "PolySchedule", "adaptive_clip_grad_", "clip_gradients_", "create_optimizer",
-           "param_groups", "scaled_lr"]
+           "param_groups"]
