@@ -39,10 +39,10 @@ from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency
 from efficientformer.data.datasets import run_datasets
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
 from efficientformer.errors import ConfigError
-from efficientformer.factory import create_model, resolve_config
+from efficientformer.factory import build_model, resolve_spec
 from efficientformer.models.config import ModelConfig
-from efficientformer.models.mobilenetv2 import WIDTH_MULTIPLIERS, create_mobilenetv2
 from efficientformer.models.registry import get as get_config
+from efficientformer.models.spec import ModelSpec
 from efficientformer.search.lut import LatencyTable, ParamCounter, build_lut
 from efficientformer.search.lut_validate import calibrate, calibration_configs, measure_modules
 from efficientformer.search.outputs import write_found, write_trajectory_csv
@@ -203,17 +203,18 @@ def _table(job: SearchJob, space: SearchSpace, out: Path) -> LatencyTable:
 
 
 def _target_module(name: str, space: SearchSpace) -> tuple[str, nn.Module]:
-    """(display name, eval-mode module) of a `--target`, at the space's resolution and class count."""
-    classes = space.base.num_classes
-    if name in WIDTH_MULTIPLIERS:
-        return name, create_mobilenetv2(name, num_classes=classes).eval()
+    """(display name, eval-mode module) of a `--target` of either family, at the space's resolution and class count."""
     try:
-        config = resolve_config(name)
+        spec = resolve_spec(name)
     except (KeyError, ValueError, OSError) as error:
         raise ConfigError(f"--target {name!r} cannot be built: {error}; give mobilenetv2_100, mobilenetv2_140, a "
-                          f"registry name (s0), a ModelConfig JSON or a checkpoint") from None
-    config = config.replace(img_size=space.base.img_size, num_classes=classes)
-    return config.name, create_model(config).eval()
+                          f"registry name (s0), a model config JSON or a checkpoint") from None
+    return spec.name, _network(spec, space)
+
+
+def _network(spec: ModelSpec, space: SearchSpace) -> nn.Module:
+    """The eval-mode network of `spec` at the space's resolution and class count (fresh weights: latency only)."""
+    return build_model(spec, num_classes=space.base.num_classes, img_size=space.base.img_size).eval()
 
 
 def target_budget(name: str, table: LatencyTable, space: SearchSpace) -> tuple[str, float, int]:
@@ -238,7 +239,7 @@ def _references(space: SearchSpace, deploy: SearchSpace, table: LatencyTable, ac
         params, latency = params_of(config), latency_of(config)
         references.append(Reference(config.name, latency, params, mobile_efficiency_score(params, latency, mes),
                                     accuracy_of(config)))
-    mobilenet = create_mobilenetv2("mobilenetv2_100", num_classes=space.base.num_classes)
+    mobilenet = _network(resolve_spec("mobilenetv2_100"), deploy)
     example = torch.randn(1, 3, *deploy.base.img_size)
     measured = measure_modules(table, {"mobilenetv2_100": (mobilenet, example)}, progress=False)
     latency = measured["mobilenetv2_100"][0]
@@ -316,7 +317,7 @@ def _row(name: str, step_or_ref) -> dict[str, Any]:
 def _measured(table: LatencyTable, space: SearchSpace, found: ModelConfig, target: str | None) -> dict[str, float]:
     """Measured end-to-end latency (ms) of the found network, the reference and the target, in one session."""
     reference = reference_config(space)
-    modules = {"found": create_model(found), reference.name: create_model(reference)}
+    modules = {"found": _network(found, space), reference.name: _network(reference, space)}
     if target is not None:
         label, module = _target_module(target, space)
         modules[f"{label} (target)"] = module
