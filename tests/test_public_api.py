@@ -42,10 +42,10 @@ PUBLIC = {
         "create_mobilenetv2", "fuse", "get_config", "list_models", "model_summary", "register",
     ],
     "efficientformer.weights": [
-        "Checkpoint", "CheckpointError", "DEFAULT", "DataConfig", "DownloadError", "LAYOUTS", "LayoutError",
-        "LoadReport", "WEIGHTS", "Weights", "cache_dir", "default_weights", "detect_layout", "fetch_weights",
-        "get_weights", "list_weights", "load_checkpoint", "official_to_ours", "ours_to_official", "read_checkpoint",
-        "resolve_weights", "save_checkpoint", "write_state_dict",
+        "Checkpoint", "CheckpointError", "CheckpointMeta", "DEFAULT", "DataConfig", "DownloadError", "LAYOUTS",
+        "LayoutError", "LoadReport", "WEIGHTS", "Weights", "cache_dir", "default_weights", "detect_layout",
+        "fetch_weights", "get_weights", "list_weights", "load_checkpoint", "official_to_ours", "ours_to_official",
+        "read_checkpoint", "read_metadata", "resolve_weights", "save_checkpoint", "write_state_dict",
     ],
     "efficientformer.data": [
         "AugmentedDataset", "BAD_IMAGE_REASONS", "BadFile", "DigitsDataset", "EpochSampler", "EvalTransform",

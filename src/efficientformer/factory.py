@@ -19,13 +19,13 @@ from efficientformer.weights.checkpoint import (
     Checkpoint,
     CheckpointError,
     attention_grids,
-    config_metadata,
     load_checkpoint,
     read_checkpoint,
     write_state_dict,
 )
 from efficientformer.weights.convert import LAYOUTS, bias_table_grids
 from efficientformer.weights.download import resolve_weights
+from efficientformer.weights.metadata import config_metadata
 from efficientformer.weights.zoo import DEFAULT, WEIGHTS, DataConfig, default_weights
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")

@@ -16,16 +16,14 @@ front, attention blocks from the back).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import safetensors
 import torch
 from torch import nn
 
-from efficientformer.errors import ConfigError
+from efficientformer.errors import CheckpointError, ConfigError
 from efficientformer.factory import create_model, infer_config
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
@@ -37,9 +35,8 @@ from efficientformer.search.elastic import (
     tensors_of,
 )
 from efficientformer.search.space import SearchSpace
-from efficientformer.weights.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-
-SPACE_METADATA_KEY = "search_space"
+from efficientformer.weights.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from efficientformer.weights.metadata import SPACE_METADATA_KEY, read_metadata
 
 # Fields a subnet must share with the supernet besides the space's own checks (the heads and bias tables).
 _SHARED_FIELDS = ("num_classes", "img_size", "distillation")
@@ -207,17 +204,12 @@ def save_supernet(supernet: Supernet, path: str | os.PathLike) -> Path:
 
 def read_space(path: str | os.PathLike) -> SearchSpace:
     """The search space stored in a `save_supernet` file."""
-    path = Path(path)
-    try:
-        with safetensors.safe_open(path, "pt") as handle:
-            metadata = handle.metadata() or {}
-    except (safetensors.SafetensorError, OSError) as error:
-        raise CheckpointError(f"cannot read {path} as a supernet file (safetensors): {error}") from None
-    if SPACE_METADATA_KEY not in metadata:
+    meta = read_metadata(path)
+    if meta.search_space is None:
         raise CheckpointError(f"{path} has no search space in its metadata: not written by save_supernet "
                               f"(pass the space explicitly: load_supernet(path, space=...))")
     try:
-        return SearchSpace.from_dict(json.loads(metadata[SPACE_METADATA_KEY]))
+        return SearchSpace.from_dict(meta.search_space)
     except (ValueError, TypeError, KeyError) as error:
         raise CheckpointError(f"{path}: invalid search space in metadata ({error})") from None
 

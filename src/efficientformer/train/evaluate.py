@@ -7,19 +7,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-import safetensors
 from torch.utils.data import DataLoader
 
 from efficientformer.data.datasets import eval_dataset
 from efficientformer.data.embedded import DigitsDataset
 from efficientformer.data.folder import collate_skip_none
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
-from efficientformer.errors import ConfigError, MissingFileError
+from efficientformer.errors import CheckpointError, ConfigError, MissingFileError
 from efficientformer.factory import create_model, data_config, load_model
 from efficientformer.train.distributed import resolve_device
 from efficientformer.train.loop import evaluate
 from efficientformer.train.report import plot_confusion, write_per_class
 from efficientformer.utils.io import atomic_write
+from efficientformer.weights.metadata import read_metadata
 from efficientformer.weights.zoo import WEIGHTS
 
 
@@ -34,14 +34,13 @@ def run_metadata(weights: str | os.PathLike) -> dict[str, Any]:
         return {}
     found: dict[str, Any] = {}
     try:
-        with safetensors.safe_open(path, "pt") as handle:
-            metadata = handle.metadata() or {}
-        if "classes" in metadata:
-            found["classes"] = tuple(json.loads(metadata["classes"]))
-        if "eval_crop_pct" in metadata:
-            found["eval_crop_pct"] = float(metadata["eval_crop_pct"])
-    except (safetensors.SafetensorError, OSError, ValueError):
-        pass
+        meta = read_metadata(path)
+    except CheckpointError:  # a .pth or a file of another kind: nothing stored with it
+        meta = None
+    if meta is not None and meta.classes is not None:
+        found["classes"] = meta.classes
+    if meta is not None and meta.eval_crop_pct is not None:
+        found["eval_crop_pct"] = meta.eval_crop_pct
     job_file = path.parent / "job.json"
     if "classes" not in found and job_file.is_file():
         try:

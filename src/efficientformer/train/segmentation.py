@@ -22,10 +22,11 @@ from torch import nn
 from efficientformer.data.folder import SkippedSample
 from efficientformer.data.masks import IGNORE_INDEX, EvalPairTransform, MaskFolder, eval_size, normalize
 from efficientformer.data.preprocess import load_image
-from efficientformer.errors import CheckpointError, ConfigError, MissingFileError
+from efficientformer.errors import CheckpointError, ConfigError
 from efficientformer.models.segmentation import Segmenter, SegmenterConfig
 from efficientformer.train.task import StepInfo, TaskOutput
 from efficientformer.weights.checkpoint import write_state_dict
+from efficientformer.weights.metadata import read_metadata
 
 SEGMENTER_FORMAT = "efficientformer-segmenter"
 
@@ -130,21 +131,21 @@ def save_segmenter(model: Segmenter, path: str | os.PathLike, classes: Sequence[
 
 def load_segmenter(path: str | os.PathLike, device: str | torch.device | None = None) -> tuple[Segmenter, dict]:
     """(segmenter in eval mode, {'classes', 'ignore_index', 'reduce_zero_label', 'img_size'}) from `save_segmenter`."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"segmenter checkpoint {path} does not exist")
+    meta = read_metadata(path)
+    if meta.format != SEGMENTER_FORMAT:
+        raise CheckpointError(f"{path} is not a segmenter checkpoint (written by `efficientformer segment train`)")
     try:
-        with safetensors.safe_open(path, "pt") as handle:
-            metadata = handle.metadata() or {}
+        config = SegmenterConfig.from_dict(json.loads(meta.raw["config"]))
+        info = {"classes": meta.classes, "ignore_index": int(meta.raw["ignore_index"]),
+                "reduce_zero_label": meta.raw["reduce_zero_label"] == "1", "img_size": int(meta.raw["img_size"])}
+    except (KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{path}: invalid segmenter metadata ({error})") from None
+    try:
         state = safetensors.torch.load_file(path)
     except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read {path}: not a safetensors file, or corrupt ({error})") from None
-    if metadata.get("format") != SEGMENTER_FORMAT:
-        raise CheckpointError(f"{path} is not a segmenter checkpoint (written by `efficientformer segment train`)")
-    model = Segmenter(SegmenterConfig.from_dict(json.loads(metadata["config"])))
+        raise CheckpointError(f"cannot read {path}: corrupt or truncated ({error})") from None
+    model = Segmenter(config)
     model.load_state_dict(state)
-    info = {"classes": tuple(json.loads(metadata["classes"])), "ignore_index": int(metadata["ignore_index"]),
-            "reduce_zero_label": metadata["reduce_zero_label"] == "1", "img_size": int(metadata["img_size"])}
     return (model.to(device) if device is not None else model).eval(), info
 
 

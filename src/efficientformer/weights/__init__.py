@@ -3,6 +3,7 @@ the zoo of published weights and their hash-verified downloads.
 
     checkpoint = read_checkpoint("eformer_s0_450.pth")     # any layout: keys in ours, config when stored
     report = load_checkpoint(model, checkpoint)            # strict: CheckpointError naming what does not fit
+    meta = read_metadata("best.safetensors")               # config, classes, eval crop, search space, typed
     path = resolve_weights("efficientformerv2_s0.snap_dist_in1k")  # a tag: downloaded once into the cache
 """
 
@@ -17,6 +18,7 @@ from efficientformer.weights.checkpoint import (
 )
 from efficientformer.weights.convert import LAYOUTS, LayoutError, detect_layout, official_to_ours, ours_to_official
 from efficientformer.weights.download import cache_dir, fetch_weights, resolve_weights
+from efficientformer.weights.metadata import CheckpointMeta, read_metadata
 from efficientformer.weights.zoo import (
     DEFAULT,
     WEIGHTS,
@@ -27,7 +29,7 @@ from efficientformer.weights.zoo import (
     list_weights,
 )
 
-__all__ = ["DEFAULT", "LAYOUTS", "WEIGHTS", "Checkpoint", "CheckpointError", "DataConfig", "DownloadError",
-           "LayoutError", "LoadReport", "Weights", "cache_dir", "default_weights", "detect_layout", "fetch_weights",
-           "get_weights", "list_weights", "load_checkpoint", "official_to_ours", "ours_to_official", "read_checkpoint",
-           "resolve_weights", "save_checkpoint", "write_state_dict"]
+__all__ = ["DEFAULT", "LAYOUTS", "WEIGHTS", "Checkpoint", "CheckpointError", "CheckpointMeta", "DataConfig",
+           "DownloadError", "LayoutError", "LoadReport", "Weights", "cache_dir", "default_weights", "detect_layout",
+           "fetch_weights", "get_weights", "list_weights", "load_checkpoint", "official_to_ours", "ours_to_official",
+           "read_checkpoint", "read_metadata", "resolve_weights", "save_checkpoint", "write_state_dict"]

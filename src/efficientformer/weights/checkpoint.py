@@ -7,7 +7,6 @@ code is refused. Every write is atomic.
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickle
 import zipfile
@@ -23,12 +22,11 @@ from efficientformer.errors import CheckpointError, ConfigError, MissingFileErro
 from efficientformer.layers.rel_pos_bias import RelPosBias, resample_bias_table
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
-from efficientformer.models.spec import ModelSpec, spec_from_json
+from efficientformer.models.spec import ModelSpec
 from efficientformer.utils import atomic_write
 from efficientformer.weights.convert import bias_table_grids, detect_layout, official_to_ours, ours_to_official
+from efficientformer.weights.metadata import CheckpointMeta, config_metadata, parse_metadata
 
-FORMAT = "efficientformer"
-FORMAT_VERSION = "1"
 HEAD_PREFIXES = ("head.", "head_dist.")
 
 
@@ -77,8 +75,8 @@ class LoadReport:
         return text + ("\n" + self.problems() if not self.ok else "")
 
 
-def _read_raw(path: Path) -> tuple[dict, dict[str, str]]:
-    """Read a file's tensors and metadata, recognising the format from its first bytes."""
+def _read_raw(path: Path) -> tuple[dict, CheckpointMeta]:
+    """Read a file's tensors and parsed metadata (empty for .pth), recognising the format from its first bytes."""
     if not path.is_file():
         raise MissingFileError(f"checkpoint {path} does not exist")
     with open(path, "rb") as handle:
@@ -93,7 +91,7 @@ def _read_raw(path: Path) -> tuple[dict, dict[str, str]]:
                 f"it yourself and save just its state dict.\n{str(error).splitlines()[0]}") from None
         except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
             raise CheckpointError(f"cannot read {path}: corrupt or truncated PyTorch file ({error})") from None
-        return obj, {}
+        return obj, CheckpointMeta(str(path))
     try:
         tensors = safetensors.torch.load_file(path)
         with safetensors.safe_open(path, "pt") as handle:
@@ -101,7 +99,7 @@ def _read_raw(path: Path) -> tuple[dict, dict[str, str]]:
     except (safetensors.SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"cannot read {path}: not a PyTorch or safetensors file, or corrupt/truncated "
                               f"({error})") from None
-    return tensors, metadata
+    return tensors, parse_metadata(metadata, path)
 
 
 def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
@@ -124,23 +122,10 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read any supported checkpoint file into our key layout."""
     path = Path(path)
-    obj, metadata = _read_raw(path)
+    obj, meta = _read_raw(path)
     state_dict = _unwrap(obj, path)
-    config = None
-    features_only = False
-    out_indices = None
-    if metadata.get("format") == FORMAT:
+    if meta.ours:
         layout = "ours"
-        try:
-            config = spec_from_json(metadata["config"])
-        except (KeyError, ValueError, TypeError) as error:
-            raise CheckpointError(f"{path}: invalid model config in metadata ({error})") from None
-        features_only = metadata.get("features_only") == "1"
-        if "out_indices" in metadata:
-            try:
-                out_indices = tuple(int(i) for i in json.loads(metadata["out_indices"]))
-            except (ValueError, TypeError) as error:
-                raise CheckpointError(f"{path}: invalid out_indices in metadata ({error})") from None
     else:
         try:
             layout = detect_layout(state_dict)
@@ -151,7 +136,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             state_dict = official_to_ours(state_dict)
         except KeyError as error:
             raise CheckpointError(f"{path}: {error}") from None
-    return Checkpoint(str(path), layout, state_dict, config, features_only, out_indices)
+    return Checkpoint(str(path), layout, state_dict, meta.config, meta.features_only, meta.out_indices)
 
 
 def _model_grids(model: nn.Module) -> dict[str, tuple[int, int]]:
@@ -195,7 +180,11 @@ def load_checkpoint(model: nn.Module, source: str | os.PathLike | Checkpoint, st
         if tensor.shape != wanted and key.endswith("attention_biases") and tensor.shape[0] == wanted[0]:
             prefix = key[:-len("attention_biases")]
             old_grid = source_grids.get(prefix) or bias_table_grids({key: tensor})[prefix]
-            tensor = resample_bias_table(tensor, old_grid, model_grids[prefix])
+            try:
+                tensor = resample_bias_table(tensor, old_grid, model_grids[prefix])
+            except ValueError as error:  # the stored config's grid disagrees with the stored table
+                raise CheckpointError(f"{checkpoint.path}: {key} does not fit the config stored with it "
+                                      f"(grid {old_grid[0]}x{old_grid[1]}): {error}") from None
             report.resampled.append((key, old_grid, model_grids[prefix]))
         if tensor.shape != wanted:
             report.mismatched.append((key, tuple(tensor.shape), tuple(wanted)))
@@ -259,13 +248,3 @@ def write_state_dict(state_dict: dict[str, torch.Tensor], path: str | os.PathLik
     with atomic_write(path) as handle:
         handle.write(data)
     return path
-
-
-def config_metadata(config: ModelSpec, features_only: bool = False,
-                    out_indices: tuple[int, ...] | None = None) -> dict[str, str]:
-    """Our safetensors metadata for a state dict of `config` (a backbone's out_indices too)."""
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config.to_dict()),
-                "features_only": "1" if features_only else "0"}
-    if features_only and out_indices is not None:
-        metadata["out_indices"] = json.dumps(list(out_indices))
-    return metadata
