@@ -13,8 +13,10 @@ imported inside the functions that use them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +123,7 @@ def onnx_proto(fused: nn.Module, example: torch.Tensor, *, dynamic_shapes: Any =
     """
     require("onnx", EXTRA)
     require("onnxscript", EXTRA)
-    with quiet_exporter():
+    with quiet_exporter(), _reused_registry():
         program = torch.onnx.export(fused, (example,), dynamo=True, verbose=False, opset_version=opset,
                                     input_names=[input_name],
                                     output_names=None if output_name is None else [output_name],
@@ -131,6 +133,46 @@ def onnx_proto(fused: nn.Module, example: torch.Tensor, *, dynamic_shapes: Any =
     if applied is not None:
         applied.update(counts)
     return proto
+
+
+# opset -> the exporter's table of ATen -> ONNX functions, built once per process (see _reused_registry).
+_REGISTRIES: dict[Any, Any] = {}
+
+
+@contextlib.contextmanager
+def _reused_registry() -> Iterator[None]:
+    """Let torch's exporter build its ATen -> ONNX function table once per process instead of once per export.
+
+    torch 2.13's `torch.onnx.export` rebuilds the table on every call (it parses the source of about
+    7,000 onnxscript functions), which measured 0.68 s of the 1.36 s an average latency-table entry
+    took to export on the 2-core machine: half of a paper-space table's lowering. The table depends
+    only on the opset, and we never add custom translations to it, so one per opset serves every
+    export; the graphs are the same (tests/export/test_onnx_registry.py). This reaches into the
+    exporter's private `_registration` module: if it moves in another torch, exports run as before.
+    """
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:
+        yield
+        return
+    registry_class = getattr(_registration, "ONNXRegistry", None)
+    build = getattr(registry_class, "from_torchlib", None)
+    if build is None or not isinstance(registry_class.__dict__.get("from_torchlib"), classmethod):
+        yield
+        return
+
+    def reused(cls: type, *args: Any, **kwargs: Any) -> Any:
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in _REGISTRIES:
+            _REGISTRIES[key] = build(*args, **kwargs)
+        return _REGISTRIES[key]
+
+    original = registry_class.__dict__["from_torchlib"]
+    registry_class.from_torchlib = classmethod(reused)
+    try:
+        yield
+    finally:
+        registry_class.from_torchlib = original
 
 
 def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None, spinning: bool = False) -> Any:
