@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from efficientformer.compare.report import markdown_table, pareto_front, plot_compare
-from efficientformer.compare.run import CompareConfig, CompareResult, CompareRow
+from efficientformer.compare.rows import CompareRow
+from efficientformer.compare.run import CompareConfig, CompareResult
 
 
 @pytest.mark.parametrize("points,front", [

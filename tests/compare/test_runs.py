@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+import efficientformer.compare.runs as runs_module
 from efficientformer.compare.runs import (
     CLOCK_FILE,
     KEPT,
@@ -16,9 +17,11 @@ from efficientformer.compare.runs import (
     check_run_model,
     finished_record,
     run_dir_name,
+    train_run,
 )
 from efficientformer.errors import BadFileError, ConfigError
 from efficientformer.models.mobilenetv2 import MobileNetV2Config
+from efficientformer.train.job import TrainJob
 
 
 def test_a_killed_segment_counts_until_its_newest_state(tmp_path):
@@ -58,3 +61,25 @@ def test_finished_record_and_changed_architecture(tmp_path):
 def test_run_dir_names():
     assert run_dir_name("efficientformerv2_s0", 0) == "efficientformerv2_s0_seed0"
     assert run_dir_name("s0-like@0.9ms/mes 1", 3) == "s0-like@0.9ms_mes_1_seed3"
+
+
+def test_a_rank_that_does_not_write_trains_and_writes_nothing(tmp_path, monkeypatch):
+    """torchrun's ranks but 0: the job runs (it is distributed), none of the comparison's files appear."""
+    spec = MobileNetV2Config(name="narrow", width_mult=0.5)
+    jobs = []
+    monkeypatch.setattr(runs_module, "run_training", lambda job: jobs.append(job) or {"is_main": False})
+    run_dir = tmp_path / "narrow_seed0"
+    record = train_run(TrainJob(output=str(run_dir)), "narrow", 0, spec, writes=False)
+    assert [job.output for job in jobs] == [str(run_dir)] and record.status == "trained" and record.top1 is None
+    assert not run_dir.exists()  # no compare_model.json, clock, compare_run.json (rank 0 writes them)
+
+    def fails(job):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runs_module, "run_training", fails)
+    failed = train_run(TrainJob(output=str(run_dir)), "narrow", 0, spec, writes=False)
+    assert failed.status == "failed" and failed.error == "RuntimeError: boom" and not run_dir.exists()
+
+    run_dir.mkdir()  # a run rank 0 recorded as finished is skipped by every rank alike
+    (run_dir / RESULT_FILE).write_text(json.dumps(RunRecord("narrow", 0, str(run_dir), "trained", top1=50.0).to_dict()))
+    assert train_run(TrainJob(output=str(run_dir), resume="auto"), "narrow", 0, spec, writes=False).status == KEPT

@@ -21,7 +21,7 @@ HELP = ("Train models with one recipe on one dataset (default: S0 vs MobileNetV2
         "them on a runtime; writes compare.csv/json/png.")
 
 # Train flags that mean nothing here: every model is built from --models and trains to the end.
-_NOT_HERE = ("model", "pretrained", "max_steps")
+_NOT_HERE = ("model", "max_steps")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "resume": "'auto': continue the comparison in --output (finished models are not retrained, a killed run "
                   "continues from its newest state)",
         "seed": "the first run's seed (default: the recipe's); --seeds N runs seed, seed+1, ...",
+        "pretrained": "'all': every model starts from its published weights (the zoo's; a model without any stops "
+                      "the comparison before training, naming it); 'available': those that have them, the others "
+                      "from scratch (named, and in the table's start column); default: all from scratch",
     })
     parser.set_defaults(output="compare", model=None)
     parser.add_argument("--seeds", type=int, default=1,
@@ -56,15 +59,18 @@ def run(args: argparse.Namespace) -> int:
     given = [f"--{name.replace('_', '-')}" for name in _NOT_HERE if getattr(args, name) is not None]
     if given:
         raise ConfigError(f"compare takes no {', '.join(given)}: the models come from --models and every run "
-                          f"trains from scratch to the recipe's last epoch")
+                          f"trains to the recipe's last epoch")
     config = CompareConfig(
         models=args.models, output=args.output, data=args.data, val_data=args.val_data, val_split=args.val_split,
-        on_bad_image=args.on_bad_image, recipe=train_cli.recipe_from_args(args), seeds=args.seeds,
+        on_bad_image=args.on_bad_image, recipe=train_cli.recipe_from_args(args), pretrained=args.pretrained,
+        seeds=args.seeds,
         runtime=args.runtime, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
         mes=dataclasses.replace(PAPER_MES, latency_unit_ms=args.latency_unit_ms), reference=args.reference,
         resume=args.resume, device=args.device, num_workers=args.workers, teacher=args.teacher,
         checkpoint_every=args.checkpoint_every, keep_last=args.keep_last)
     result = run_compare(config)
+    if not result.is_main:  # under torchrun rank 0 alone writes and prints
+        return 0
     written = write_report(result, args.output)
     if args.json:
         print_json(result.to_dict())

@@ -5,7 +5,8 @@ bench's harness; `compare.report` writes compare.csv / compare.json / compare.pn
 """
 
 from efficientformer.compare.report import markdown_table, pareto_front, write_report
-from efficientformer.compare.run import DEFAULT_MODELS, CompareConfig, CompareResult, CompareRow, run_compare
+from efficientformer.compare.rows import CompareRow
+from efficientformer.compare.run import DEFAULT_MODELS, CompareConfig, CompareResult, run_compare
 
 __all__ = ["DEFAULT_MODELS", "CompareConfig", "CompareResult", "CompareRow", "markdown_table", "pareto_front",
            "run_compare", "write_report"]

@@ -11,7 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from efficientformer.compare.run import CompareResult, CompareRow
+from efficientformer.compare.rows import CompareRow
+from efficientformer.compare.run import CompareResult
 from efficientformer.utils.io import write_csv, write_json
 from efficientformer.utils.plots import pyplot, save_png
 
@@ -50,17 +51,19 @@ def _accuracy(row: CompareRow, key: str) -> str:
 
 
 def markdown_table(result: CompareResult) -> str:
-    """One line per model as GitHub markdown; several seeds show accuracy as mean (min-max)."""
+    """One line per model as GitHub markdown; several seeds show accuracy as mean (min-max); with --pretrained a
+    `start` column names the weights each model started from (or 'scratch')."""
     seeds = result.config.seeds
-    header = ["model", "params (M)", "deployed (M)", "GMACs", "top-1 %", "top-5 %",
+    starts = result.config.pretrained is not None
+    header = ["model", *(["start"] if starts else []), "params (M)", "deployed (M)", "GMACs", "top-1 %", "top-5 %",
               f"{result.runtime} ms (p90)", "MES", f"MES vs {result.reference or '-'}", "train time",
               "seeds" if seeds > 1 else "seed"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows:
         latency = "-" if row.median_ms is None else f"{row.median_ms:.2f} ({row.p90_ms:.2f})"
-        cells = [row.model, _number(row.params, scale=1e6), _number(row.params_deployed, scale=1e6),
-                 _number(row.macs, 3, scale=1e9), _accuracy(row, "top1"), _accuracy(row, "top5"), latency,
-                 _number(row.mes, 1), _number(row.mes_vs_reference, 1),
+        cells = [row.model, *([row.start] if starts else []), _number(row.params, scale=1e6),
+                 _number(row.params_deployed, scale=1e6), _number(row.macs, 3, scale=1e9), _accuracy(row, "top1"),
+                 _accuracy(row, "top5"), latency, _number(row.mes, 1), _number(row.mes_vs_reference, 1),
                  "-" if row.training_s is None else f"{row.training_s:.0f} s", row.seeds or "-"]
         if row.error:
             cells[-1] += f" (failed: {row.error})"

@@ -16,6 +16,14 @@
    top-1/top-5 of the last epoch (mean, min and max over the seeds), latency median and p90, MES,
    training time (mean per run); compare/report.py writes it as CSV, JSON, markdown and a plot.
 
+`pretrained='all'` starts every model from its published weights through the training job's own
+`pretrained` option (compare/pretrained.py; a model without weights stops the comparison before any
+training), `'available'` those that have them (the others from scratch, named in the `start` column).
+
+Under torchrun every process runs `run_compare`: each run trains distributed through the training
+job as `efficientformer train` does, rank 0 alone writes the comparison's files, and only rank 0
+times latency and returns rows (the others return a result with `is_main` False and no rows).
+
 `resume='auto'` makes a comparison resumable per model: finished runs are not retrained, a killed
 one continues from its newest state; latency is measured again (it needs every model in one call).
 """
@@ -24,17 +32,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
-import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from efficientformer.bench.measure import measure_runtime
-from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
+from efficientformer.bench.mes import PAPER_MES, MESConstants
 from efficientformer.bench.run import (
     REFERENCE_MODEL,
     BenchConfig,
@@ -46,21 +53,29 @@ from efficientformer.bench.run import (
 )
 from efficientformer.bench.runtimes import RUNTIMES, unavailable, versions
 from efficientformer.bench.timing import Timing
+from efficientformer.compare.pretrained import check_mode, fetch, start_weights
+from efficientformer.compare.rows import CompareRow, model_row, with_reference
 from efficientformer.compare.runs import FAILED, KEPT, RunRecord, check_run_model, run_dir_name, train_run
+from efficientformer.compare.settings import RUNS_DIR, check_output, write_output
 from efficientformer.data.datasets import DEFAULT_VAL_SPLIT
-from efficientformer.errors import ConfigError, UnavailableError
+from efficientformer.errors import ConfigError, UnavailableError, UserError
 from efficientformer.factory import load_model
 from efficientformer.models.spec import ModelSpec, family_of
+from efficientformer.train.distributed import (
+    DistInfo,
+    barrier,
+    cleanup,
+    gather_strings,
+    init_distributed,
+    resolve_device,
+)
 from efficientformer.train.job import TrainJob
 from efficientformer.train.recipes import DEFAULT, TrainRecipe
-from efficientformer.utils.io import write_json
 from efficientformer.utils.machine import machine_line
 from efficientformer.utils.threads import threads as torch_threads
 
 DEFAULT_MODELS = ("efficientformerv2_s0", "mobilenetv2_100")
 AUTO_RUNTIME, FALLBACK_RUNTIME = "onnxruntime", "torch-fused"
-RUNS_DIR = "runs"
-SETTINGS_FILE = "compare_settings.json"
 logger = logging.getLogger(__name__)
 
 
@@ -75,6 +90,9 @@ class CompareConfig:
         data, val_data, val_split, on_bad_image: the dataset, as for `efficientformer train`
             (None = the embedded digits).
         recipe: the one recipe every model trains with; its seed is the first run's.
+        pretrained: None (every model from scratch), 'all' (every model from its published weights; one
+            without is a ConfigError before anything trains) or 'available' (those with weights from
+            them, the others from scratch); compare/pretrained.py.
         seeds: runs per model (seeds recipe.seed, recipe.seed + 1, ...); with more than one the table
             shows the mean and the min-max of accuracy.
         runtime: where latency is measured (bench.runtimes.RUNTIMES); 'auto' = onnxruntime when it is
@@ -95,6 +113,7 @@ class CompareConfig:
     val_split: float = DEFAULT_VAL_SPLIT
     on_bad_image: str = "error"
     recipe: TrainRecipe = DEFAULT
+    pretrained: str | None = None
     seeds: int = 1
     runtime: str = "auto"
     threads: int = 1
@@ -121,6 +140,7 @@ class CompareConfig:
         if self.runtime != "auto" and self.runtime not in RUNTIMES:
             raise ConfigError(f"CompareConfig.runtime: unknown runtime {self.runtime!r}; choose auto or one of "
                               f"{', '.join(RUNTIMES)}")
+        check_mode(self.pretrained)
         if self.resume not in (None, "auto"):
             raise ConfigError(f"CompareConfig.resume must be None or 'auto', got {self.resume!r} (each model's run "
                               f"continues from its own newest state)")
@@ -130,50 +150,16 @@ class CompareConfig:
         return tuple(self.recipe.seed + offset for offset in range(self.seeds))
 
     def data_settings(self) -> dict[str, Any]:
-        """What every run of one comparison must share (checked on resume): data, split and recipe but the seed."""
+        """What every run of one comparison must share (checked on resume): data, split, start weights and recipe
+        but the seed."""
         recipe = {key: value for key, value in self.recipe.to_dict().items() if key != "seed"}
         return {"data": self.data, "val_data": self.val_data, "val_split": self.val_split,
-                "on_bad_image": self.on_bad_image, "recipe": recipe}
+                "on_bad_image": self.on_bad_image, "pretrained": self.pretrained, "recipe": recipe}
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return {**data, "models": list(self.models), "recipe": self.recipe.to_dict(),
                 "mes": dataclasses.asdict(self.mes)}
-
-
-@dataclass(frozen=True)
-class CompareRow:
-    """One model: sizes, held-out accuracy over its finished seeds, latency on the runtime, MES, training time.
-
-    Accuracies are percentages of the last epoch on the held-out split; `top1` is the mean over the
-    seeds in `seeds`, `top1_min`/`top1_max` their range. `training_s` is the mean wall time per run.
-    `error` names what failed (a seed's training, or the latency measurement).
-    """
-
-    model: str
-    label: str
-    family: str
-    source: str
-    seeds: str
-    runs: int
-    img_size: str
-    runtime: str
-    threads: int
-    params: int | None = None
-    params_deployed: int | None = None
-    macs: int | None = None
-    top1: float | None = None
-    top1_min: float | None = None
-    top1_max: float | None = None
-    top5: float | None = None
-    top5_min: float | None = None
-    top5_max: float | None = None
-    median_ms: float | None = None
-    p90_ms: float | None = None
-    mes: float | None = None
-    mes_vs_reference: float | None = None
-    training_s: float | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +175,7 @@ class CompareResult:
     date: str
     reference: str | None = None
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    is_main: bool = True  # False on torchrun's other ranks: they trained, rank 0 has the rows
 
     @property
     def failed(self) -> list[RunRecord]:
@@ -228,36 +215,6 @@ def _specs(names: tuple[str, ...]) -> list[tuple[str, ModelSpec]]:
     return specs
 
 
-def _prepare_output(config: CompareConfig) -> Path:
-    """The output directory, with the comparison's settings; a resume must match them, a fresh start needs no runs."""
-    output = Path(config.output).expanduser()
-    settings_path, runs = output / SETTINGS_FILE, output / RUNS_DIR
-    settings = json.loads(json.dumps(config.data_settings()))
-    if config.resume is None and runs.is_dir() and any(runs.iterdir()):
-        raise ConfigError(f"{output} already holds a comparison: --resume auto continues it (finished models are not "
-                          f"retrained), or choose another --output")
-    if config.resume is not None and settings_path.is_file():
-        changed = _differences(json.loads(settings_path.read_text(encoding="utf-8")), settings)
-        if changed:
-            raise ConfigError(f"{output} was started with other settings ({', '.join(changed)} differ, see "
-                              f"{settings_path}); resume with the same ones or choose another --output")
-    runs.mkdir(parents=True, exist_ok=True)
-    write_json(settings_path, settings)
-    return output
-
-
-def _differences(stored: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
-    """The keys whose values differ, nested dicts key by key ('recipe.epochs')."""
-    changed = []
-    for key in sorted(set(stored) | set(now)):
-        old, new = stored.get(key), now.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            changed += _differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            changed.append(f"{prefix}{key}")
-    return changed
-
-
 def run_compare(config: CompareConfig = CompareConfig(), *, progress: bool | None = None) -> CompareResult:
     """Train every model of `config` for every seed, then time them all on the runtime (module docstring).
 
@@ -266,37 +223,80 @@ def run_compare(config: CompareConfig = CompareConfig(), *, progress: bool | Non
     """
     specs = _specs(config.models)
     runtime = pick_runtime(config.runtime)
-    output = _prepare_output(config)
+    tags = start_weights([spec for _, spec in specs], config.pretrained)
+    output = Path(config.output).expanduser()
     plan = [(source, spec, seed, output / RUNS_DIR / run_dir_name(spec.name, seed))
             for (source, spec), seed in itertools.product(specs, config.seed_list)]
-    for _, spec, _, run_dir in plan:
-        check_run_model(run_dir, spec)
-    logger.info("comparing %d model(s) x %d seed(s) on %s, %s recipe (%d epochs), latency on %s; output %s",
-                len(specs), config.seeds, config.data or "the embedded digits", config.recipe.name,
-                config.recipe.epochs, runtime, output)
-    records = []
-    for index, (source, spec, seed, run_dir) in enumerate(plan, 1):
-        records.append(_train(config, index, len(plan), source, spec, seed, run_dir, records))
-    rows, timings = _measure(config, runtime, specs, records, progress)
+    info, _ = init_distributed(resolve_device(config.device))
+    try:
+        check_output(output, config.data_settings(), config.resume)  # every rank reads, none writes yet
+        for _, spec, _, run_dir in plan:
+            check_run_model(run_dir, spec)
+        barrier(info)
+        _on_main(info, lambda: (write_output(output, config.data_settings()), fetch(tags)))
+        if info.is_main:
+            _log_start(config, specs, tags, runtime, output)
+        records: list[RunRecord] = []
+        for index, (source, spec, seed, run_dir) in enumerate(plan, 1):
+            records.append(_train(config, info, (index, len(plan)), source, spec, seed, run_dir, tags[spec.name],
+                                  records))
+    finally:
+        cleanup(info)  # the comparison's group: every run's training job joins it and leaves it standing
+    if not info.is_main:
+        return CompareResult(config=config, runtime=runtime, rows=(), runs=tuple(records), machine="", versions={},
+                             date="", is_main=False)
+    rows, timings = _measure(config, runtime, specs, records, tags, progress)
     reference = canonical_name(config.reference)
     reference = reference if any(row.model == reference for row in rows) else None
-    return CompareResult(config=config, runtime=runtime, rows=tuple(_with_reference(rows, reference, config.mes)),
+    return CompareResult(config=config, runtime=runtime, rows=tuple(with_reference(rows, reference, config.mes)),
                          runs=tuple(records), machine=machine_line(), versions=versions([runtime]),
                          date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), reference=reference, timings=timings)
 
 
-def _train(config: CompareConfig, index: int, total: int, source: str, spec: ModelSpec, seed: int, run_dir: Path,
-           done: list[RunRecord]) -> RunRecord:
-    """One run, with a log line before and after it (the overall progress: run i of n)."""
-    where = f"[{index}/{total}] {spec.name} seed {seed}"
+def _on_main(info: DistInfo, action: Callable[[], object]) -> None:
+    """`action` on rank 0 only; when it fails there every rank raises, so that none waits for a rank 0 that stopped
+    (a collective call: every rank must make it)."""
+    error = None
+    if info.is_main:
+        try:
+            action()
+        except Exception as caught:  # shared with the other ranks, then raised as it was
+            error = caught
+    messages = gather_strings([] if error is None else [f"{type(error).__name__}: {error}"], info)
+    if error is not None:
+        raise error
+    if messages:
+        raise UserError(f"rank 0 stopped the comparison: {messages[0]}")
+
+
+def _log_start(config: CompareConfig, specs: list[tuple[str, ModelSpec]], tags: dict[str, str | None],
+               runtime: str, output: Path) -> None:
+    logger.info("comparing %d model(s) x %d seed(s) on %s, %s recipe (%d epochs), latency on %s; output %s",
+                len(specs), config.seeds, config.data or "the embedded digits", config.recipe.name,
+                config.recipe.epochs, runtime, output)
+    scratch = [name for name, tag in tags.items() if tag is None]
+    if config.pretrained is not None and scratch:
+        logger.warning("no published weights for %s: trained from scratch, the others from their weights",
+                       ", ".join(scratch))
+
+
+def _train(config: CompareConfig, info: DistInfo, position: tuple[int, int], source: str, spec: ModelSpec, seed: int,
+           run_dir: Path, pretrained: str | None, done: list[RunRecord]) -> RunRecord:
+    """One run (distributed under torchrun, through the training job), with a log line before and after it on
+    rank 0 (the overall progress: run i of n)."""
+    where = f"[{position[0]}/{position[1]}] {spec.name} seed {seed}"
     failed = sum(not record.finished for record in done)
-    logger.info("%s: run %s (%d finished, %d failed so far)", where, run_dir, len(done) - failed, failed)
+    if info.is_main:
+        start = "" if pretrained is None else f" from {pretrained}"
+        logger.info("%s: run %s%s (%d finished, %d failed so far)", where, run_dir, start, len(done) - failed, failed)
     job = TrainJob(output=str(run_dir), data=config.data, val_data=config.val_data, val_split=config.val_split,
                    on_bad_image=config.on_bad_image, model=source, recipe=config.recipe.replace(seed=seed),
-                   teacher=config.teacher, resume=config.resume, device=config.device,
+                   pretrained=pretrained, teacher=config.teacher, resume=config.resume, device=config.device,
                    num_workers=config.num_workers, checkpoint_every=config.checkpoint_every,
                    keep_last=config.keep_last)
-    record = train_run(job, spec.name, seed, spec)
+    record = train_run(job, spec.name, seed, spec, writes=info.is_main)
+    if not info.is_main:
+        return record
     if record.status == FAILED:
         logger.warning("%s failed to train: %s (traceback in %s/error.txt); the other models go on", where,
                        record.error, run_dir)
@@ -308,7 +308,7 @@ def _train(config: CompareConfig, index: int, total: int, source: str, spec: Mod
 
 
 def _measure(config: CompareConfig, runtime: str, specs: list[tuple[str, ModelSpec]], records: list[RunRecord],
-             progress: bool | None) -> tuple[list[CompareRow], dict[str, dict[str, Any]]]:
+             tags: dict[str, str | None], progress: bool | None) -> tuple[list[CompareRow], dict[str, dict[str, Any]]]:
     """Time the trained models together on the runtime; one row per model."""
     size = (config.recipe.img_size, config.recipe.img_size)
     models: list[BenchModel] = []
@@ -336,50 +336,10 @@ def _measure(config: CompareConfig, runtime: str, specs: list[tuple[str, ModelSp
         timings = {name: timing for (name, _), timing in measured.items()}
         errors.update({name: f"latency: {message}" for name, message in failed.items()})
     counted = {model.name: model for model in models}
-    rows = [_row(config, runtime, source, spec, [r for r in records if r.model == spec.name],
-                 counted.get(spec.name), timings.get(spec.name), errors.get(spec.name)) for source, spec in specs]
+    rows = [model_row(config, runtime, source, spec, [r for r in records if r.model == spec.name],
+                      counted.get(spec.name), timings.get(spec.name), errors.get(spec.name), tags[spec.name])
+            for source, spec in specs]
     return rows, {name: timing.to_dict() for name, timing in timings.items()}
 
 
-def _spread(values: list[float]) -> tuple[float | None, float | None, float | None]:
-    """(mean, min, max), or Nones when nothing finished."""
-    if not values:
-        return None, None, None
-    return statistics.fmean(values), min(values), max(values)
-
-
-def _row(config: CompareConfig, runtime: str, source: str, spec: ModelSpec, runs: list[RunRecord],
-         model: BenchModel | None, timing: Timing | None, latency_error: str | None) -> CompareRow:
-    finished = [run for run in runs if run.finished]
-    problems = [f"seed {run.seed}: {run.error}" for run in runs if not run.finished]
-    if latency_error:
-        problems.append(latency_error)
-    top1, top1_min, top1_max = _spread([run.top1 for run in finished])
-    top5, top5_min, top5_max = _spread([run.top5 for run in finished])
-    times = [run.training_s for run in finished if run.training_s is not None]
-    counts = {} if model is None else {"params": model.params, "params_deployed": model.params_deployed,
-                                       "macs": model.macs}
-    latency = {} if timing is None else {
-        "median_ms": timing.median_ms, "p90_ms": timing.p90_ms,
-        "mes": mobile_efficiency_score(model.params_deployed, timing.median_ms, config.mes)}
-    return CompareRow(model=spec.name, label=model_label(spec), family=family_of(spec), source=source,
-                      seeds=" ".join(str(run.seed) for run in finished), runs=len(finished),
-                      img_size=f"{config.recipe.img_size}x{config.recipe.img_size}", runtime=runtime,
-                      threads=config.threads, **counts, top1=top1, top1_min=top1_min, top1_max=top1_max, top5=top5,
-                      top5_min=top5_min, top5_max=top5_max, **latency,
-                      training_s=statistics.fmean(times) if times else None,
-                      error="; ".join(problems) if problems else None)
-
-
-def _with_reference(rows: list[CompareRow], reference: str | None, mes: MESConstants) -> list[CompareRow]:
-    """MES with the reference model's deployed params and latency as units (it scores `mes.score`)."""
-    base = next((row for row in rows if row.model == reference and row.median_ms is not None), None)
-    if base is None:
-        return rows
-    relative = mes.relative_to(base.params_deployed, base.median_ms)
-    return [dataclasses.replace(row, mes_vs_reference=mobile_efficiency_score(row.params_deployed, row.median_ms,
-                                                                              relative))
-            if row.median_ms is not None else row for row in rows]
-
-
-__all__ = ["DEFAULT_MODELS", "CompareConfig", "CompareResult", "CompareRow", "pick_runtime", "run_compare"]
+__all__ = ["DEFAULT_MODELS", "CompareConfig", "CompareResult", "pick_runtime", "run_compare"]

@@ -137,17 +137,23 @@ class TrainingClock:
         return seconds
 
 
-def train_run(job: TrainJob, name: str, seed: int, spec: ModelSpec) -> RunRecord:
+def train_run(job: TrainJob, name: str, seed: int, spec: ModelSpec, *, writes: bool = True) -> RunRecord:
     """Train one (model, seed) as `job` says and record it; a failure is returned as a 'failed' record, not raised.
 
     With `job.resume == 'auto'` a finished run is not retrained (its record comes back as 'kept'), and
     a killed one continues from its newest state file.
+
+    Args:
+        writes: False on torchrun's ranks but 0: they train (the job is distributed) and write nothing of
+            the comparison's (model, clock, result, error files); their record has no accuracy.
     """
     run_dir = Path(job.output)
     if job.resume is not None:
         kept = finished_record(run_dir)
         if kept is not None:
             return kept
+    if not writes:
+        return _train_quietly(job, name, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_run_model(run_dir, spec)
     write_json(run_dir / MODEL_FILE, spec.to_dict())
@@ -170,6 +176,15 @@ def train_run(job: TrainJob, name: str, seed: int, spec: ModelSpec) -> RunRecord
     write_json(run_dir / RESULT_FILE, record.to_dict())
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     return record
+
+
+def _train_quietly(job: TrainJob, name: str, seed: int) -> RunRecord:
+    """A rank's share of a distributed run: trained or failed, nothing written (rank 0 records the run)."""
+    try:
+        run_training(job)
+    except Exception as error:  # the same failure reaches rank 0, which reports it
+        return RunRecord(name, seed, job.output, FAILED, error=f"{type(error).__name__}: {error}")
+    return RunRecord(name, seed, job.output, TRAINED)
 
 
 __all__ = ["FAILED", "KEPT", "RESULT_FILE", "TRAINED", "RunRecord", "TrainingClock", "check_run_model",

@@ -18,6 +18,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this call joined the process group, so `cleanup` leaves it
 
     @property
     def is_main(self) -> bool:
@@ -41,11 +42,11 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
         return DistInfo(), device
     info = DistInfo(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                    local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+                    local_rank=int(os.environ.get("LOCAL_RANK", 0)), owns_group=not dist.is_initialized())
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    if info.owns_group:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info, device
 
@@ -79,7 +80,10 @@ def barrier(info: DistInfo) -> None:
 
 
 def cleanup(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """Leave the process group if `info`'s `init_distributed` joined it; a group the caller set up (a comparison
+    that runs several trainings) stays for its next run: leaving and joining again between runs can hang
+    (seen with two gloo ranks, one already in the next run's first barrier, the other still joining)."""
+    if info.enabled and info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
