@@ -9,12 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from efficientformer.errors import ConfigError
+from efficientformer.errors import ConfigError, MissingFileError, UnknownNameError
 from efficientformer.models import registry
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
 from efficientformer.models.mobilenetv2 import MOBILENETV2_CONFIGS, MobileNetV2, MobileNetV2Config
 from efficientformer.models.spec import ModelSpec, build_network, family_of, spec_from_json
+from efficientformer.utils.jsonarg import is_json_text
 from efficientformer.weights.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -31,19 +32,95 @@ from efficientformer.weights.zoo import DEFAULT, WEIGHTS, DataConfig, default_we
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 
-def resolve_spec(name_or_spec: str | os.PathLike | ModelSpec) -> ModelSpec:
-    """`resolve_config` for either model family: also 'mobilenetv2_100'/'_140', a MobileNetV2Config, or its JSON
-    file or checkpoint (models/spec.py)."""
-    if isinstance(name_or_spec, (ModelConfig, MobileNetV2Config)):
-        return name_or_spec
-    text = str(name_or_spec)
+ARGUMENT_KINDS = ("spec", "json text", "json file", "checkpoint", "name", "weight tag")
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.endswith((".json", *CHECKPOINT_SUFFIXES)) or "/" in text or os.sep in text
+
+
+def _is_name(text: str) -> bool:
     if text in MOBILENETV2_CONFIGS:
-        return MOBILENETV2_CONFIGS[text]
-    if text.endswith(CHECKPOINT_SUFFIXES) and Path(text).is_file():
+        return True
+    try:
+        registry.get(text)
+    except UnknownNameError:
+        return False
+    return True
+
+
+def _file_kind(path: Path) -> str:
+    """.json: a config; a checkpoint suffix: a checkpoint; another name: a config when it holds JSON text."""
+    if path.suffix == ".json":
+        return "json file"
+    if path.name.endswith(CHECKPOINT_SUFFIXES):
+        return "checkpoint"
+    with open(path, "rb") as handle:
+        return "json file" if handle.read(64).lstrip().startswith(b"{") else "checkpoint"
+
+
+def classify_argument(value: str | os.PathLike | ModelSpec) -> str:
+    """What a model or weights argument is: the one rule (docs/architecture.md, "How a model argument is resolved").
+
+    In this order:
+    1. a spec object (ModelConfig, MobileNetV2Config);
+    2. JSON text: starts with "{";
+    3. a path: ends in .json or a checkpoint suffix, or has a directory part; it must exist
+       (MissingFileError). .json is a config file, a checkpoint suffix a checkpoint, any other file a
+       config when it holds JSON text, else a checkpoint;
+    4. a model name or alias of either family ('s0', 'efficientformerv2_s0', 'mobilenetv2_100');
+    5. a weight tag of the zoo;
+    6. an existing file of another name, kind as in 3;
+    7. else UnknownNameError listing the names, aliases and tags.
+    So a bare value is a name before it is a file: 's0' is the variant even beside a file called s0,
+    './s0' is the file. Returns one of `ARGUMENT_KINDS`.
+    """
+    if isinstance(value, (ModelConfig, MobileNetV2Config)):
+        return "spec"
+    text = str(value)
+    if is_json_text(text):
+        return "json text"
+    if _looks_like_path(text):
+        if not Path(text).is_file():
+            raise MissingFileError(f"{text} does not exist (a path, as it ends in .json or "
+                                   f"{'/'.join(CHECKPOINT_SUFFIXES)} or has a directory part)")
+        return _file_kind(Path(text))
+    if _is_name(text):
+        return "name"
+    if text in WEIGHTS:
+        return "weight tag"
+    if Path(text).is_file():
+        return _file_kind(Path(text))
+    models = registry.list_models(include_hidden=True) + list(MOBILENETV2_CONFIGS)
+    raise UnknownNameError(f"unknown model {text!r}; known models: {', '.join(models)} (or a short alias such as "
+                           f"'s0'); weight tags: {', '.join(WEIGHTS) or 'none'}; or a config JSON file or text, or a "
+                           f"checkpoint file")
+
+
+def classify_weights(value: str | os.PathLike) -> str:
+    """`classify_argument` for a weights argument: 'checkpoint' or 'weight tag', else a ConfigError naming it."""
+    kind = classify_argument(value)
+    if kind not in ("checkpoint", "weight tag"):
+        raise ConfigError(f"weights {str(value)!r} are a {kind}, not weights: give a checkpoint file or a weight tag "
+                          f"({', '.join(WEIGHTS) or 'none'})")
+    return kind
+
+
+def resolve_spec(name_or_spec: str | os.PathLike | ModelSpec) -> ModelSpec:
+    """The spec of a model argument of either family, by `classify_argument`'s rule: a spec, JSON text or file, a
+    checkpoint (its stored config, or the registered model its keys match), a name or alias, a weight tag (its
+    model)."""
+    kind = classify_argument(name_or_spec)
+    text = str(name_or_spec)
+    if kind == "spec":
+        return name_or_spec
+    if kind in ("json text", "json file"):
+        return spec_from_json(text)
+    if kind == "checkpoint":
         return _config_of(read_checkpoint(text), None)
-    if text.endswith(".json") or os.sep in text:
-        return spec_from_json(Path(text))
-    return registry.get(text)
+    if kind == "weight tag":
+        return registry.get(WEIGHTS[text].model)
+    return MOBILENETV2_CONFIGS[text] if text in MOBILENETV2_CONFIGS else registry.get(text)
 
 
 def resolve_config(name_or_config: str | os.PathLike | ModelConfig) -> ModelConfig:
@@ -255,5 +332,6 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
     return checkpoint.layout, to
 
 
-__all__ = ["build_model", "convert_checkpoint", "create_model", "data_config", "infer_config", "load_model",
-           "pretrained_cfg", "resolve_config", "resolve_spec"]
+__all__ = ["ARGUMENT_KINDS", "build_model", "classify_argument", "classify_weights", "convert_checkpoint",
+           "create_model", "data_config", "infer_config", "load_model", "pretrained_cfg", "resolve_config",
+           "resolve_spec"]

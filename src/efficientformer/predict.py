@@ -18,8 +18,8 @@ from efficientformer.data.preprocess import (
     imagenet_class_names,
     load_image,
 )
-from efficientformer.errors import ConfigError, MissingFileError, UnknownNameError
-from efficientformer.factory import CHECKPOINT_SUFFIXES, create_model, data_config, load_model
+from efficientformer.errors import ConfigError
+from efficientformer.factory import classify_weights, create_model, data_config, load_model
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
 from efficientformer.weights.zoo import WEIGHTS
@@ -60,18 +60,13 @@ def prepare_model(model: str | os.PathLike | ModelConfig | None = None,
     if weights is None:
         return create_model(model, device=device, **overrides).eval(), False
     text = str(weights)
-    path = Path(text)
-    if path.is_file():
+    if classify_weights(weights) == "checkpoint":  # the one rule: factory.classify_argument
+        path = Path(text)
         if overrides:
             config = load_model(path, model=model).config
             return create_model(config, pretrained=path, device=device, **overrides).eval(), True
         return load_model(path, model=model, device=device), True
-    if os.sep in text or "/" in text or text.endswith(CHECKPOINT_SUFFIXES):
-        raise MissingFileError(f"weights file {path} does not exist")
     if model is None:
-        if text not in WEIGHTS:
-            raise UnknownNameError(f"weights {text!r} are neither a file nor a known weight tag "
-                                   f"(known tags: {', '.join(WEIGHTS) or 'none'})")
         model = WEIGHTS[text].model
     return create_model(model, pretrained=text, device=device, **overrides).eval(), True
 

@@ -7,10 +7,10 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from efficientformer.errors import BadFileError, ConfigError, MissingFileError
+from efficientformer.errors import BadFileError, ConfigError
+from efficientformer.utils.jsonarg import read_json_argument
 
 NUM_STAGES = 4
 STAGE_STRIDES = (4, 8, 16, 32)
@@ -230,23 +230,14 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text_or_path: str | os.PathLike) -> ModelConfig:
-        """Parse JSON text, or read it from a file path."""
-        text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            path = Path(text_or_path)
-            try:
-                text = path.read_text()
-            except OSError as error:
-                raise MissingFileError(f"cannot read model config {path}: {error}") from error
-            try:
-                return cls.from_dict(json.loads(text))
-            except (ValueError, TypeError) as error:
-                raise BadFileError(f"invalid model config in {path}: {error}") from error
+        """Parse JSON text, or read it from a file path (`utils.jsonarg`: the one rule; errors name the file)."""
+        data, path = read_json_argument(text_or_path, "model config")
+        if path is None:
+            return cls.from_dict(data)
         try:
-            data = json.loads(text)
-        except ValueError as error:
-            raise ConfigError(f"the model config is not valid JSON ({error}): {text[:80]!r}") from None
-        return cls.from_dict(data)
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as error:
+            raise BadFileError(f"invalid model config in {path}: {error}") from error
 
 
 def check_img_size(config: ModelConfig) -> None:

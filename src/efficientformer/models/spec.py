@@ -12,18 +12,17 @@ ModelConfig, so every config written before MobileNetV2 could be trained still r
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, Union
 
 from torch import nn
 
-from efficientformer.errors import BadFileError, ConfigError, MissingFileError, UnknownNameError
+from efficientformer.errors import BadFileError, ConfigError, UnknownNameError
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
 from efficientformer.models.mobilenetv2 import FAMILY as MOBILENETV2
 from efficientformer.models.mobilenetv2 import MobileNetV2, MobileNetV2Config
+from efficientformer.utils.jsonarg import read_json_argument
 
 EFFICIENTFORMERV2 = "efficientformerv2"
 ModelSpec = Union[ModelConfig, MobileNetV2Config]
@@ -50,21 +49,12 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
 
 
 def spec_from_json(text_or_path: str | os.PathLike) -> ModelSpec:
-    """Parse a spec from JSON text or a JSON file; errors name the file."""
-    text = str(text_or_path)
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError as error:
-            raise ConfigError(f"the model config is not valid JSON ({error}): {text[:80]!r}") from None
+    """Parse a spec from JSON text or a JSON file (`utils.jsonarg`: the one rule); errors name the file."""
+    data, path = read_json_argument(text_or_path, "model config")
+    if path is None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"the model config must be a JSON object, got {type(data).__name__}")
         return spec_from_dict(data)
-    path = Path(text_or_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise MissingFileError(f"cannot read model config {path}: {error}") from error
-    except ValueError as error:
-        raise BadFileError(f"invalid model config in {path}: {error}") from error
     if not isinstance(data, dict):
         raise BadFileError(f"invalid model config in {path}: expected a JSON object, got {type(data).__name__}")
     try:

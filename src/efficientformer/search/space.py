@@ -36,6 +36,7 @@ import torch
 from efficientformer.errors import BadFileError, ConfigError, MissingFileError, UnknownNameError
 from efficientformer.models.config import NUM_STAGES, ModelConfig, StageConfig
 from efficientformer.models.registry import get as get_config
+from efficientformer.utils.jsonarg import is_json_text, read_json_argument
 
 
 def _ascending(values: Sequence[float], field: str) -> tuple:
@@ -214,19 +215,13 @@ class SearchSpace:
 
     @classmethod
     def from_json(cls, text_or_path: str | os.PathLike) -> SearchSpace:
-        """Parse JSON text, or read it from a file path (errors name the file)."""
-        text = str(text_or_path)
-        if text.lstrip().startswith("{"):
-            try:
-                return cls.from_dict(json.loads(text))
-            except (ValueError, TypeError, KeyError) as error:
-                raise ConfigError(f"invalid search space JSON: {error}") from None
-        path = Path(text_or_path)
+        """Parse JSON text, or read it from a file path (`utils.jsonarg`: the one rule; errors name the file)."""
+        data, path = read_json_argument(text_or_path, "search space")
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except OSError as error:
-            raise MissingFileError(f"cannot read search space {path}: {error}") from None
-        except (ValueError, TypeError, KeyError) as error:
+            return cls.from_dict(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            if path is None:
+                raise ConfigError(f"invalid search space JSON: {error}") from None
             raise BadFileError(f"invalid search space in {path}: {error}") from None
 
 
@@ -275,13 +270,17 @@ SPACES = {"efficientformerv2": DEFAULT_SPACE, "tiny": TINY_SPACE}
 
 
 def get_space(name_or_path: str | os.PathLike) -> SearchSpace:
-    """A named space ('efficientformerv2', 'tiny') or one read from a JSON file."""
-    if str(name_or_path) in SPACES:
-        return SPACES[str(name_or_path)]
-    if Path(name_or_path).is_file():
-        return SearchSpace.from_json(name_or_path)
-    raise UnknownNameError(f"unknown search space {str(name_or_path)!r}: known {', '.join(SPACES)}, "
-                           f"or give a JSON file")
+    """A named space ('efficientformerv2', 'tiny'), JSON text, or a JSON file: a name first, as for a model
+    argument (docs/architecture.md, "How a model argument is resolved")."""
+    text = str(name_or_path)
+    if text in SPACES:
+        return SPACES[text]
+    if is_json_text(text) or Path(text).is_file():
+        return SearchSpace.from_json(text)
+    if text.endswith(".json") or "/" in text or os.sep in text:
+        raise MissingFileError(f"search space file {text} does not exist (known spaces: {', '.join(SPACES)})")
+    raise UnknownNameError(f"unknown search space {text!r}: known {', '.join(SPACES)}, or give JSON text or a "
+                           f"JSON file")
 
 
 __all__ = ["DEFAULT_SPACE", "SPACES", "TINY_SPACE", "SearchSpace", "StageSpace", "get_space", "signature"]

@@ -13,8 +13,8 @@ from efficientformer.data.datasets import eval_dataset
 from efficientformer.data.embedded import DigitsDataset
 from efficientformer.data.folder import collate_skip_none
 from efficientformer.data.transforms import AugmentedDataset, EvalTransform
-from efficientformer.errors import CheckpointError, ConfigError, MissingFileError
-from efficientformer.factory import create_model, data_config, load_model
+from efficientformer.errors import CheckpointError, ConfigError
+from efficientformer.factory import classify_weights, create_model, data_config, load_model
 from efficientformer.train.distributed import resolve_device
 from efficientformer.train.loop import evaluate
 from efficientformer.train.report import plot_confusion, write_per_class
@@ -67,12 +67,10 @@ def run_eval(weights: str | os.PathLike, data: str | None = None, model: str | N
     into `output`; returns the summary.
     """
     target = resolve_device(device)
-    if Path(weights).is_file():
+    if classify_weights(weights) == "checkpoint":  # the one rule: factory.classify_argument
         net = load_model(weights, model=model, device=target)
-    elif str(weights) in WEIGHTS:
-        net = create_model(model or WEIGHTS[str(weights)].model, pretrained=str(weights), device=target).eval()
     else:
-        raise MissingFileError(f"weights {weights} are neither a file nor a known weight tag")
+        net = create_model(model or WEIGHTS[str(weights)].model, pretrained=str(weights), device=target).eval()
     stored = run_metadata(weights)
     preprocessing = data_config(net)
     what = f"the model ({weights})"
