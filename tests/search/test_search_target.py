@@ -37,3 +37,12 @@ def test_a_mobilenetv2_config_json_is_a_target_too(table, tmp_path):
     label, latency, params = target_budget(str(path), table, TINY_SPACE)
     _, _, full = target_budget("mobilenetv2_100", table, TINY_SPACE)
     assert label == "narrow" and latency > 0 and params < full
+
+
+def test_the_paper_space_on_the_embedded_digits_trains_briefly_by_default():
+    from efficientformer.search.run import SearchJob, _supernet_epochs
+
+    assert _supernet_epochs(SearchJob()) == 6  # the tiny space
+    assert _supernet_epochs(SearchJob(space="efficientformerv2")) == 3  # keeps the default command within 30 min
+    assert _supernet_epochs(SearchJob(space="efficientformerv2", data="~/flowers")) == 6
+    assert _supernet_epochs(SearchJob(space="efficientformerv2", supernet_epochs=2)) == 2

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=float, default=job.stride,
                         help=f"while a target is more than 1.5x away, a step takes the best actions together until "
                              f"the latency falls by this fraction (default {job.stride}; 0: one action per step)")
-    parser.add_argument("--epochs", type=int, default=job.supernet_epochs, help="supernet training epochs")
+    parser.add_argument("--epochs", type=int, default=job.supernet_epochs,
+                        help="supernet training epochs (default 6; 3 for the paper space on the embedded digits)")
     parser.add_argument("--eval-images", type=int, default=job.eval_images, help="held-out images per accuracy")
     parser.add_argument("--calib-images", type=int, default=job.calib_images,
                         help="training images per BN recalibration")
