@@ -180,7 +180,7 @@ def test_target_model_sets_the_budget_measured_in_the_same_run(tmp_path, capsys)
     assert found["params"] <= target["params"] and found["measured_ms"] == target["found_measured_ms"]
     assert any(row["name"] == "middle (target)" for row in summary["rows"])
     printed = capsys.readouterr().out
-    assert "measured on torch-fused: found" in printed and "middle" in printed
+    assert "measured on torch-fused: found" in printed and "middle" in printed and "MES (measured)" in printed
     with pytest.raises(ValueError, match="--target 'resnet50' cannot be built"):
         run_search(SearchJob(output=str(tmp_path / "bad"), supernet=str(supernet), lut=str(lut.path),
                              target="resnet50"))
@@ -204,3 +204,36 @@ def test_accuracy_at_the_supernet_resolution_latency_and_params_at_the_deployed_
     assert row["latency_ms"] == pytest.approx(lut96.predict(found))
     with pytest.raises(ValueError, match="img_size"):
         run_search(SearchJob(output=str(tmp_path / "run64"), supernet=str(supernet), lut=str(lut64), img_size=96))
+
+
+def test_the_final_comparison_is_one_session_and_mobilenetv2_as_target_is_measured_once(supernet_and_lut, tmp_path,
+                                                                                         monkeypatch):
+    from efficientformer.bench.mes import PAPER_MES, mobile_efficiency_score
+    from efficientformer.search import run
+
+    supernet, lut = supernet_and_lut
+    sessions = []
+
+    def recording(table, modules, **kwargs):
+        sessions.append(sorted(modules))
+        return measure(table, modules, **kwargs)
+
+    measure = run.measure_modules
+    monkeypatch.setattr(run, "measure_modules", recording)
+    summary = run_search(SearchJob(output=str(tmp_path / "run"), supernet=str(supernet), lut=str(lut),
+                                   target="mobilenetv2_100", eval_images=10, calib_images=8, max_steps=1))
+    reference = reference_config(MICRO_SPACE).name
+    # The budget alone, then everything that is compared in one interleaved session; MobileNetV2 once.
+    assert sessions == [["mobilenetv2_100"], sorted(["found", reference, "MobileNetV2 x1.0 (measured)"])]
+    rows = {row["name"]: row for row in summary["rows"]}
+    mobilenet, target = rows["MobileNetV2 x1.0 (measured)"], rows["mobilenetv2_100 (target)"]
+    assert mobilenet["measured_ms"] == target["measured_ms"] == summary["target"]["target_measured_ms"]
+    assert mobilenet["latency_ms"] is None and mobilenet["mes"] is None  # not a point of the space: no prediction
+    assert rows["largest (start)"]["measured_ms"] is None and rows["largest (start)"]["measured_mes"] is None
+    for name in ("found", reference, "MobileNetV2 x1.0 (measured)"):  # MES of each latency, never mixed
+        row = rows[name]
+        assert row["measured_mes"] == pytest.approx(mobile_efficiency_score(row["params"], row["measured_ms"],
+                                                                            PAPER_MES))
+        if row["latency_ms"] is not None:
+            assert row["mes"] == pytest.approx(mobile_efficiency_score(row["params"], row["latency_ms"], PAPER_MES))
+            assert row["mes"] != row["measured_mes"]

@@ -95,13 +95,16 @@ def run(args: argparse.Namespace) -> int:
     targets = summary["targets"]
     view = Table(title=f"search on the {summary['space']} space: {summary['steps']} steps, {summary['stop_reason']}",
                  title_justify="left")
-    for column in ("network", "params", "predicted ms", "measured ms", "MES", "accuracy (%)"):
+    for column in ("network", "params", "predicted ms", "measured ms", "MES (predicted)", "MES (measured)",
+                   "accuracy (%)"):
         view.add_column(column, justify="left" if column == "network" else "right")
+
+    def cell(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
     for row in summary["rows"]:
-        accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.2f}"
-        measured = "-" if row.get("measured_ms") is None else f"{row['measured_ms']:.3f}"
-        predicted = "-" if "(measured)" in row["name"] or "(target)" in row["name"] else f"{row['latency_ms']:.3f}"
-        view.add_row(row["name"], f"{row['params']:,}", predicted, measured, f"{row['mes']:.1f}", accuracy)
+        view.add_row(row["name"], f"{row['params']:,}", cell(row["latency_ms"], ".3f"), cell(row["measured_ms"], ".3f"),
+                     cell(row["mes"], ".1f"), cell(row["measured_mes"], ".1f"), cell(row["accuracy"], ".2f"))
     console.print(view)
     latency = "-" if targets["latency_ms"] is None else f"{targets['latency_ms']:.3f} ms"
     params = "-" if targets["params"] is None else f"{targets['params']:,.0f}"
