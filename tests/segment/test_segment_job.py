@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,7 +14,9 @@ from PIL import Image
 
 from efficientformer.cli import main
 from efficientformer.data.masks import MaskFolder
+from efficientformer.train.segment_job import SegmentJob, run_segment_training
 from efficientformer.train.segmentation import evaluate_segmentation, load_segmenter
+from efficientformer.train.state import latest_state
 
 TRAIN = ["--model", "efficientformerv2_test", "--img-size", "64", "--batch-size", "4", "--fpn-channels", "16",
          "--head-channels", "16", "--lr", "2e-3", "--device", "cpu"]
@@ -70,6 +73,32 @@ def test_a_bad_mask_stops_the_run_naming_it_or_is_skipped_and_listed(data, tmp_p
     assert main(["segment", "train", "--data", str(data), *TRAIN, "--epochs", "1", "--on-bad-image", "skip",
                  "--output", str(tmp_path / "lenient")]) == 0
     assert (tmp_path / "lenient" / "skipped.txt").read_text().strip().endswith("04.png")
+
+
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights_and_keeps_its_best(data, tmp_path):
+    job = SegmentJob(data=str(data), model="efficientformerv2_test", img_size=64, batch_size=4, fpn_channels=16,
+                     head_channels=16, lr=2e-3, device="cpu", epochs=2)  # 6 images: 2 steps an epoch
+    straight = run_segment_training(dataclasses.replace(job, output=str(tmp_path / "straight")))
+    resumed_dir = tmp_path / "resumed"
+    run_segment_training(dataclasses.replace(job, output=str(resumed_dir), max_steps=3))
+    state_file = latest_state(resumed_dir)
+    assert state_file is not None and state_file.name == "state_e0001_s000001.pt"  # one step into epoch 1
+
+    # The state file is a plain dict under the names it has always had (files of older runs load the same way).
+    # A best mIoU no model can reach: a resume that lost it would overwrite best.safetensors and report another.
+    payload = torch.load(state_file, weights_only=True)
+    assert {"model", "optimizer", "best_miou", "rng", "position"} <= payload.keys()
+    payload["best_miou"] = 101.0
+    torch.save(payload, state_file)
+    best_before = (resumed_dir / "best.safetensors").read_bytes()
+
+    resumed = run_segment_training(dataclasses.replace(job, output=str(resumed_dir), resume="auto"))
+    assert resumed["steps"] == straight["steps"] == 4 and resumed["epochs"] == 2
+    a = safetensors.torch.load_file(tmp_path / "straight" / "last.safetensors")
+    b = safetensors.torch.load_file(resumed_dir / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["best_miou"] == 101.0
+    assert (resumed_dir / "best.safetensors").read_bytes() == best_before
 
 
 @pytest.mark.slow  # a 2-process torchrun; in CI's slow pass

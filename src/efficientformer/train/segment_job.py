@@ -215,8 +215,11 @@ def _train(job: SegmentJob, info, device: torch.device) -> dict[str, Any]:
                                                                   job.max_steps - position.global_step + start)
         if limit <= start:
             break
+        # Its own generator keeps the loader from drawing a base seed from the global RNG, which dropout and
+        # drop path use: a run resumed mid-epoch makes one loader more than an uninterrupted run.
         batches = DataLoader(torch.utils.data.Subset(pairs, order[start * job.batch_size:limit * job.batch_size]),
-                             batch_size=job.batch_size, num_workers=job.num_workers, collate_fn=_collate)
+                             batch_size=job.batch_size, num_workers=job.num_workers, collate_fn=_collate,
+                             generator=torch.Generator().manual_seed(job.seed))
         with progress_bar("count", disable=None if info.is_main else True) as bar:
             task = bar.add_task(f"epoch {epoch + 1}/{job.epochs}", total=limit, completed=start)
 
