@@ -3,7 +3,7 @@
     summary = run_segment_training(SegmentJob(data="~/ade_subset", model="s0", img_size=512))
 
 The run directory gets `job.json`, `metrics.jsonl` (one line per epoch), `state_e*_s*.pt` (resumable: model,
-optimiser, RNG, position), `last.safetensors` and `best.safetensors` (highest mIoU; loadable with
+optimiser, best mIoU, RNG, position), `last.safetensors` and `best.safetensors` (highest mIoU; loadable with
 `load_segmenter`, with the class names). Under torchrun the batch is sharded, BatchNorm is synchronised and
 evaluation is split over the ranks. The recipe is the paper's ADE20K setting: AdamW (lr 2e-4, weight decay 1e-4),
 poly decay (power 0.9), random rescale 0.5-2x + crop + flip.
@@ -52,7 +52,7 @@ from efficientformer.train.segmentation import (
     predict_mask,
     save_segmenter,
 )
-from efficientformer.train.state import Position, latest_state, load_state, prune_states, save_state
+from efficientformer.train.state import Position, TrainingState, latest_state, prune_states
 from efficientformer.utils.io import atomic_write
 from efficientformer.utils.progress import progress_bar
 
@@ -190,13 +190,12 @@ def _train(job: SegmentJob, info, device: torch.device) -> dict[str, Any]:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = create_optimizer(model, job.lr, job.weight_decay, betas=(0.9, 0.999))
     schedule = PolySchedule(job.lr, job.epochs, job.power, warmup_epochs=job.warmup_epochs)
-    position, best = Position(), -1.0
+    # The names are those state files have always had, so a run saved before TrainingState still resumes.
+    state = TrainingState({"model": model, "optimizer": optimizer}, best_miou=-1.0)
+    position = Position()
     state_file = latest_state(run_dir) if job.resume == "auto" else job.resume
     if state_file is not None:
-        position, payload = load_state(state_file)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        best = payload["best_miou"]
+        position = state.load(state_file)
         logger.info("resumed from %s (epoch %d, step %d)", state_file, position.epoch, position.step)
     pairs = _TrainPairs(train_set, TrainPairTransform(job.img_size, ignore_index=job.ignore_index), job.seed)
     ctx = StepContext(net, optimizer, schedule, device, task=SegmentationTask(job.ignore_index),
@@ -242,12 +241,11 @@ def _train(job: SegmentJob, info, device: torch.device) -> dict[str, Any]:
                         metrics.pixel_accuracy)
             save_segmenter(model, run_dir / "last.safetensors", classes, job.ignore_index, job.reduce_zero_label,
                            job.img_size)
-            if metrics.miou > best:
-                best = metrics.miou
+            if metrics.miou > state.values["best_miou"]:
+                state.values["best_miou"] = metrics.miou
                 save_segmenter(model, run_dir / "best.safetensors", classes, job.ignore_index,
                                job.reduce_zero_label, job.img_size)
-            save_state(run_dir, position, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                           "best_miou": best})
+            state.save(run_dir, position)
             prune_states(run_dir, job.keep_last)
         barrier(info)
         if job.max_steps is not None and position.global_step >= job.max_steps:
@@ -255,8 +253,8 @@ def _train(job: SegmentJob, info, device: torch.device) -> dict[str, Any]:
     if skipped and info.is_main:
         (run_dir / "skipped.txt").write_text("".join(f"{p}\n" for p in sorted(skipped)))
         logger.warning("skipped %d unreadable image(s)/mask(s), listed in %s", len(skipped), run_dir / "skipped.txt")
-    return {"best_miou": best, "last": str(run_dir / "last.safetensors"), "best": str(run_dir / "best.safetensors"),
-            "epochs": position.epoch, "steps": position.global_step}
+    return {"best_miou": state.values["best_miou"], "last": str(run_dir / "last.safetensors"),
+            "best": str(run_dir / "best.safetensors"), "epochs": position.epoch, "steps": position.global_step}
 
 
 def run_segment_eval(weights: str | os.PathLike, data: str, split: str | None = None, output: str = "seg_eval",
