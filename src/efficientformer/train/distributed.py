@@ -82,7 +82,7 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     """Leave the process group if `info`'s `init_distributed` joined it; a group the caller set up (a comparison
     that runs several trainings) stays for its next run: leaving and joining again between runs can hang
-    (seen with two gloo ranks, one already in the next run's first barrier, the other still joining)."""
+    (a rank already in the next run's first barrier waits on one that is still joining)."""
     if info.enabled and info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 

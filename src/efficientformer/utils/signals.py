@@ -8,8 +8,8 @@ when compiled models die in the reverse order of their creation. When model A is
 then A is freed, then B, the thread ends up with A's stack, which is already unmapped. The next
 signal whose handler asks for the alternate stack (`SA_ONSTACK`: every handler Python installs,
 faulthandler's, torch's SIGCHLD handler of its data-loader workers) cannot be delivered, and the
-kernel kills the process with SIGSEGV (`si_code` SI_KERNEL, no Python frame). In the test suite this
-was pytest itself crashing while it waited on a training subprocess, long after the OpenVINO tests.
+kernel kills the process with SIGSEGV (`si_code` SI_KERNEL, no Python frame), possibly long after
+the OpenVINO work is done.
 
 `preserved_signal_stack()` restores the thread's alternate stack as it was, so the plugin's stack is
 never the installed one: whatever order compiled models are freed in, each restores the stack that
