@@ -16,17 +16,24 @@ asked for at export is written into the IR (rt_info `efficientformer/precision`)
   A CPU without fp16 arithmetic runs it in bf16 (or f32); the runtime string of the parity report
   names the precision the plugin actually chose.
 
+Telemetry. `openvino.convert_model` reports each conversion to Intel unless the user opted out, and then
+waits a fixed second for the report to leave (`force_shutdown(1.0)` in openvino-telemetry 2025.2), on any
+machine: the latency table converts hundreds of blocks, and that second was most of its build time on
+OpenVINO. The conversions of this project send no telemetry (`_no_telemetry`); the user's own
+`convert_model` calls are left alone.
+
 openvino is optional (`pip install 'efficientformer[openvino]'`) and imported inside the functions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +155,30 @@ def read_precision(ov_model: Any, path: str | os.PathLike) -> str:
     return precision
 
 
+@contextlib.contextmanager
+def _no_telemetry() -> Iterator[None]:
+    """Conversions inside send no OpenVINO telemetry and so skip its one-second wait (module docstring).
+
+    openvino-telemetry's sender drops its messages for the duration (its consent is decided once per process
+    and stays the user's); with nothing queued, the end of a conversion does not wait. Without the package,
+    or if the sender moved, OpenVINO behaves as it would without us.
+    """
+    try:
+        from openvino_telemetry.utils.sender import TelemetrySender
+    except ImportError:
+        yield
+        return
+    original = TelemetrySender.__dict__.get("send")
+    if original is None:
+        yield
+        return
+    TelemetrySender.send = lambda self, backend, message: None
+    try:
+        yield
+    finally:
+        TelemetrySender.send = original
+
+
 def convert_program(fused: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = False,
                     input_name: str = INPUT_NAME, output_name: str = "logits") -> Any:
     """An inference module traced by `torch.export` at `example` and converted to an `openvino.Model`.
@@ -160,7 +191,7 @@ def convert_program(fused: nn.Module, example: torch.Tensor, *, dynamic_batch: b
     dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
     # OpenVINO does not carry the static sizes over from the program: give the input shape.
     shape = ov.PartialShape([-1 if dynamic_batch else example.shape[0], *example.shape[1:]])
-    with quiet_exporter():
+    with quiet_exporter(), _no_telemetry():
         program = torch.export.export(fused, (example,), dynamic_shapes=dynamic_shapes)
         ov_model = ov.convert_model(program, input=[(shape, ov.Type.f32)])
     ov_model.inputs[0].get_tensor().set_names({input_name})
