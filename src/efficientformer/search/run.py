@@ -87,8 +87,9 @@ class SearchJob:
             `relative_*` of the largest subnet.
         mes: MES constants; `mes_relative` makes the reference subnet score exactly `mes.score`.
         eval_images, calib_images: held-out images per accuracy, training images per BN recalibration.
-        threads: torch threads for the whole run (training, evaluation, the table). 1 by default: on a
-            busy machine multi-threaded kernels slowed down 10-20x in our runs, on an idle one 2 gain little.
+        threads: torch threads for the whole run (training, evaluation, the table). 1 by default: the
+            table's CPU clock needs it, and a multi-threaded kernel stalls whenever another process holds
+            one of its cores (README, "Search").
         runtime, clock, lut_warmup, lut_repeats, calibrate: how a table is built (search/lut.py,
             lut_validate.calibrate on `calibrate` subnets; 0 = predict with the plain sum).
     """
