@@ -212,7 +212,10 @@ def test_the_final_comparison_is_one_session_and_mobilenetv2_as_target_is_measur
     from efficientformer.search import run
 
     supernet, lut = supernet_and_lut
-    sessions = []
+    sessions, plotted = [], []
+    plot = run.plot_pareto
+    monkeypatch.setattr(run, "plot_pareto", lambda *a, references=(), **k: plotted.extend(references) or plot(
+        *a, references=references, **k))
 
     def recording(table, modules, **kwargs):
         sessions.append(sorted(modules))
@@ -225,6 +228,7 @@ def test_the_final_comparison_is_one_session_and_mobilenetv2_as_target_is_measur
     reference = reference_config(MICRO_SPACE).name
     # The budget alone, then everything that is compared in one interleaved session; MobileNetV2 once.
     assert sessions == [["mobilenetv2_100"], sorted(["found", reference, "MobileNetV2 x1.0 (measured)"])]
+    assert [r.name for r in plotted if "obile" in r.name] == ["mobilenetv2_100 (target)"]  # one line, not two
     rows = {row["name"]: row for row in summary["rows"]}
     mobilenet, target = rows["MobileNetV2 x1.0 (measured)"], rows["mobilenetv2_100 (target)"]
     assert mobilenet["measured_ms"] == target["measured_ms"] == summary["target"]["target_measured_ms"]
