@@ -13,12 +13,12 @@ latencies go through the same path:
   too: the project's ONNX path (`export.onnx.onnx_proto`, with its exact rewrites) at the entry's
   static input shape, run by `export.onnx.onnxruntime_session` with `threads` intra-op threads;
 - `executorch`, `openvino`: the same layer: each entry lowered alone to one XNNPACK program / an f32
-  OpenVINO IR at its static input shape, run on ExecuTorch's runtime / the CPU plugin. Lowering an
-  entry costs seconds (ExecuTorch most), so a paper-space table takes longer to build than on
-  onnxruntime.
+  OpenVINO IR at its static input shape, run on ExecuTorch's runtime / the CPU plugin. ExecuTorch's
+  lowering (its edge and XNNPACK passes) costs several times an ONNX export, so its tables take
+  longest to build (README, "Search").
 
-Lowering (export, compile to a file) is most of a table's build time: measured on the 2-core machine,
-0.75 s per entry on onnxruntime against 0.07 s of timing. `Preparer` therefore lowers a chunk of
+Lowering (export, compile to a file) is most of a table's build time, about ten times the timing of
+an entry. `Preparer` therefore lowers a chunk of
 modules in worker processes, one per core, and loads and times them in the calling process while
 the workers wait, so the timing never shares the machine with an export.
 """
