@@ -43,6 +43,7 @@ from efficientformer.factory import build_model, resolve_spec
 from efficientformer.models.config import ModelConfig
 from efficientformer.models.registry import get as get_config
 from efficientformer.models.spec import ModelSpec
+from efficientformer.models.summary import param_count
 from efficientformer.search.lut import LatencyTable, ParamCounter, build_lut
 from efficientformer.search.lut_validate import calibrate, calibration_configs, measure_modules
 from efficientformer.search.outputs import write_found, write_trajectory_csv
@@ -234,7 +235,7 @@ def target_budget(name: str, table: LatencyTable, space: SearchSpace) -> tuple[s
         latency = measure_modules(table, {label: (module, example)}, progress=False)[label][0]
     except Exception as error:  # any runtime's export or load error
         raise ConfigError(f"--target {name!r} cannot run on {table.runtime}: {type(error).__name__}: {error}") from None
-    return label, latency, sum(p.numel() for p in module.parameters())
+    return label, latency, param_count(module)
 
 
 def _references(space: SearchSpace, accuracy_of, params_of, latency_of, mes: MESConstants) -> list[Reference]:
@@ -333,7 +334,7 @@ def _measured(table: LatencyTable, space: SearchSpace, found: ModelConfig, targe
     example = torch.randn(1, space.base.in_chans, *space.base.img_size)
     measured = measure_modules(table, {name: (m, example) for name, m in modules.items()}, progress=False)
     latency = {name: median for name, (median, _) in measured.items()}
-    params = {name: sum(p.numel() for p in m.parameters()) for name, m in modules.items()}
+    params = {name: param_count(m) for name, m in modules.items()}
     if label == MOBILENET:
         latency[f"{label} (target)"], params[f"{label} (target)"] = latency[MOBILENET_ROW], params[MOBILENET_ROW]
     return latency, params
@@ -346,8 +347,7 @@ def _rows(found: Step, start: Step, references: list[Reference], measured: dict[
     rows = []
     predicted = [("found", found), ("largest (start)", start)] + [(r.name, r) for r in references]
     for name, item in predicted:
-        rows.append({"name": name, "params": item.params, "latency_ms": item.latency_ms, "mes": item.mes,
-                     "accuracy": item.accuracy, "measured_ms": measured.get(name)})
+        rows.append({**_row(name, item), "measured_ms": measured.get(name)})
     rows += [{"name": name, "params": measured_params[name], "latency_ms": None, "mes": None, "accuracy": None,
               "measured_ms": ms} for name, ms in measured.items() if name not in dict(predicted)]
     for row in rows:
