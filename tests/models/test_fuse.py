@@ -78,3 +78,24 @@ def test_compiled_fused_model_parity(name):
         expected = model(x)
         for _ in range(2):  # the first call compiles, the second runs the cached graph
             assert (compiled(x.contiguous(memory_format=torch.channels_last)) - expected).abs().max().item() <= 1e-4
+
+
+def test_compiled_model_freezes_its_weights(tiny_model, tiny_config):
+    """fuse(compile=True) really freezes: the weights are constants of the compiled graph, so an in-place
+    change after the first call is not seen. `torch.compile(options={"freezing": True})` alone leaves
+    them as graph inputs in torch 2.13 (the change would show), and no weight packing or conv+GELU
+    fusion happens; the output still matches the eager model."""
+    compiled = efficientformer.fuse(tiny_model, compile=True)
+    x = sample_input(1, *tiny_config.img_size)
+    with torch.no_grad():
+        expected = tiny_model(x)
+    first = compiled(x)
+    assert (first - expected).abs().max().item() <= 1e-4
+    assert not first.requires_grad  # runs without autograd, as freezing needs
+    with torch.no_grad():
+        conv = next(m for m in compiled.module.modules() if isinstance(m, nn.Conv2d))
+        conv.weight.mul_(3.0)
+        changed = compiled.module(x)
+    assert (changed - expected).abs().max().item() > 1e-3  # the change matters to the eager module...
+    assert torch.equal(compiled(x), first)  # ...but not to the frozen graph
+    assert set(compiled.state_dict()) == {f"module.{key}" for key in compiled.module.state_dict()}  # one copy
