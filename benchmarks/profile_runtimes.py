@@ -6,7 +6,8 @@ and prints, per runtime:
 - onnxruntime: the node types of the optimized graph at ORT_ENABLE_ALL (nchwc Conv, Reorder nodes,
   FusedMatMul, Gelu, Resize, ...) and the profiler's kernel time by op type and by block (the
   `name_scopes` the exporter writes into each node; nodes the runtime adds count as "(runtime)");
-- ExecuTorch: the number of XNNPACK delegates and every op left outside one;
+- ExecuTorch: the number of XNNPACK delegates, every op left outside one, and the time of each
+  XNNPACK operator type from the runtime's event trace (ETDump);
 - OpenVINO: the CPU plugin's per-layer counters (PERF_COUNT) by layer type and by kernel.
 
 Per-op profilers slow a run down, so the shares matter, not the totals: latency belongs to
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -125,12 +127,38 @@ def profile_onnxruntime(models: dict[str, torch.nn.Module], threads: int, workdi
     _table("onnxruntime: kernel time by block, ms per run", by_block, "ms")
 
 
-def profile_executorch(models: dict[str, torch.nn.Module], workdir: Path) -> None:
+def _xnnpack_op_times(program: bytes, threads: int, workdir: Path, name: str) -> dict[str, float]:
+    """Median ms per run of every XNNPACK op type in `program`, from ExecuTorch's ETDump event trace.
+
+    The pip wheel records one event per XNNPACK operator inside the delegate ("GELU (NC) #3"); the
+    number is dropped to sum by type. The loaded program reads `program` in place: keep it referenced.
+    """
+    from executorch.devtools import Inspector
+    from executorch.extension.pybindings import portable_lib
+
+    portable_lib._unsafe_reset_threadpool(threads)
+    module = portable_lib._load_for_executorch_from_buffer(program, enable_etdump=True, debug_buffer_size=0)
+    x = torch.randn(1, 3, *IMG_SIZE)
+    for _ in range(RUNS):
+        module.forward([x])
+    trace = workdir / f"{name}.etdp"
+    module.write_etdump_result_to_file(str(trace))
+    frame = Inspector(etdump_path=str(trace)).to_dataframe()
+    times: dict[str, float] = collections.defaultdict(float)
+    for event, p50 in zip(frame["event_name"], frame["p50 (ms)"]):
+        if event in ("DELEGATE_CALL", "Method::execute", "Method::init", "Program::load_method"):
+            continue  # wrappers around the ops, and load-time events
+        times[re.sub(r" #\d+$", "", event)] += float(p50)
+    return dict(times)
+
+
+def profile_executorch(models: dict[str, torch.nn.Module], threads: int, workdir: Path) -> None:
     from executorch.devtools.backend_debug import get_delegation_info
 
     from efficientformer.export import executorch as et
 
     summary: dict[str, dict[str, float]] = {}
+    op_times: dict[str, dict[str, float]] = {}
     for name, model in models.items():
         edge = et.partition(et.capture(et.inference_module(model), IMG_SIZE))
         info = get_delegation_info(edge.exported_program().graph_module)
@@ -139,7 +167,12 @@ def profile_executorch(models: dict[str, torch.nn.Module], workdir: Path) -> Non
         summary[name] = {"XNNPACK delegates": float(info.num_delegated_subgraphs),
                          "ops delegated": float(info.num_delegated_nodes),
                          "ops outside a delegate": float(info.num_non_delegated_nodes), **outside}
+        with et.quiet_executorch():
+            program = edge.to_executorch().buffer
+            op_times[name] = _xnnpack_op_times(program, threads, workdir, name)
     _table("ExecuTorch: delegation (XNNPACK)", summary, "count")
+    _table(f"ExecuTorch: time by XNNPACK op, ms per run (median of {RUNS}, {threads} threads, ETDump on)",
+           op_times, "ms")
 
 
 def profile_openvino(models: dict[str, torch.nn.Module], threads: int, workdir: Path) -> None:
@@ -192,7 +225,7 @@ def main() -> None:
             if runtime == "onnxruntime":
                 profile_onnxruntime(models, args.threads, workdir)
             elif runtime == "executorch":
-                profile_executorch(models, workdir)
+                profile_executorch(models, args.threads, workdir)
             elif runtime == "openvino":
                 profile_openvino(models, args.threads, workdir)
             else:
