@@ -15,7 +15,7 @@ from efficientformer.models.config import ModelConfig
 from efficientformer.models.efficientformer_v2 import EfficientFormerV2
 from efficientformer.models.mobilenetv2 import MOBILENETV2_CONFIGS, MobileNetV2, MobileNetV2Config
 from efficientformer.models.spec import ModelSpec, build_network, family_of, spec_from_json
-from efficientformer.utils.jsonarg import is_json_text
+from efficientformer.utils.jsonarg import is_json_text, looks_like_path
 from efficientformer.weights.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -33,10 +33,6 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 
 ARGUMENT_KINDS = ("spec", "json text", "json file", "checkpoint", "name", "weight tag")
-
-
-def _looks_like_path(text: str) -> bool:
-    return text.endswith((".json", *CHECKPOINT_SUFFIXES)) or "/" in text or os.sep in text
 
 
 def _is_name(text: str) -> bool:
@@ -80,7 +76,7 @@ def classify_argument(value: str | os.PathLike | ModelSpec) -> str:
     text = str(value)
     if is_json_text(text):
         return "json text"
-    if _looks_like_path(text):
+    if looks_like_path(text, CHECKPOINT_SUFFIXES):
         if not Path(text).is_file():
             raise MissingFileError(f"{text} does not exist (a path, as it ends in .json or "
                                    f"{'/'.join(CHECKPOINT_SUFFIXES)} or has a directory part)")

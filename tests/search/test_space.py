@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from efficientformer.errors import MissingFileError
 from efficientformer.models import get_config
 from efficientformer.models.summary import param_count
 from efficientformer.search.space import DEFAULT_SPACE, TINY_SPACE, SearchSpace, StageSpace, get_space, signature
@@ -67,6 +68,12 @@ def test_json_round_trip_and_lookup(tmp_path):
     assert get_space("tiny") is TINY_SPACE
     with pytest.raises(KeyError, match="unknown search space"):
         get_space("nope")
+    # A value that looks like a path (the same rule as for a model argument) must exist; named in the error.
+    missing = tmp_path / "spaces" / "mine"
+    with pytest.raises(MissingFileError, match="mine does not exist"):
+        get_space(missing)
+    with pytest.raises(MissingFileError, match="other.json does not exist"):
+        get_space("other.json")
     path.write_text("{\"name\": 1}")
     with pytest.raises(ValueError, match=str(path)):
         SearchSpace.from_json(path)

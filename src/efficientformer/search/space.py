@@ -36,7 +36,7 @@ import torch
 from efficientformer.errors import BadFileError, ConfigError, MissingFileError, UnknownNameError
 from efficientformer.models.config import NUM_STAGES, ModelConfig, StageConfig
 from efficientformer.models.registry import get as get_config
-from efficientformer.utils.jsonarg import is_json_text, read_json_argument
+from efficientformer.utils.jsonarg import is_json_text, looks_like_path, read_json_argument
 
 
 def _ascending(values: Sequence[float], field: str) -> tuple:
@@ -277,7 +277,7 @@ def get_space(name_or_path: str | os.PathLike) -> SearchSpace:
         return SPACES[text]
     if is_json_text(text) or Path(text).is_file():
         return SearchSpace.from_json(text)
-    if text.endswith(".json") or "/" in text or os.sep in text:
+    if looks_like_path(text):
         raise MissingFileError(f"search space file {text} does not exist (known spaces: {', '.join(SPACES)})")
     raise UnknownNameError(f"unknown search space {text!r}: known {', '.join(SPACES)}, or give JSON text or a "
                            f"JSON file")

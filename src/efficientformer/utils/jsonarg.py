@@ -21,6 +21,15 @@ def is_json_text(value: str | os.PathLike) -> bool:
     return str(value).lstrip().startswith("{")
 
 
+def looks_like_path(value: str | os.PathLike, suffixes: tuple[str, ...] = ()) -> bool:
+    """A value meant as a path, not a name: it ends in .json or one of `suffixes`, or has a directory part.
+
+    Such a value must name an existing file; a bare value ("s0", "tiny") is tried as a name first.
+    """
+    text = str(value)
+    return text.endswith((".json", *suffixes)) or "/" in text or os.sep in text
+
+
 def read_json_argument(value: str | os.PathLike, what: str) -> tuple[Any, Path | None]:
     """(the parsed JSON, the file it came from or None for JSON text); errors name the file or quote the text.
 
@@ -42,4 +51,4 @@ def read_json_argument(value: str | os.PathLike, what: str) -> tuple[Any, Path |
         raise BadFileError(f"invalid {what} in {path}: {error}") from error
 
 
-__all__ = ["is_json_text", "read_json_argument"]
+__all__ = ["is_json_text", "looks_like_path", "read_json_argument"]
