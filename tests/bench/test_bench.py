@@ -133,6 +133,26 @@ def test_partial_results_are_handed_over_after_each_runtime(monkeypatch):
     assert [row.runtime for row in result.rows] == ["fake-first", "fake-second"]
 
 
+def test_runtimes_of_one_group_are_timed_in_the_same_rounds(monkeypatch):
+    calls = []
+
+    def recording(name):
+        return lambda model, prep: (lambda batch: (lambda: calls.append(name)))
+
+    for name, group in (("fake-a", "pool"), ("fake-b", "pool"), ("fake-alone", "")):
+        monkeypatch.setitem(runtimes_module.RUNTIMES, name, Runtime(name, "records its calls", recording(name),
+                                                                    group=group))
+    seen = []
+    result = run_bench(BenchConfig(models=("efficientformerv2_test",), runtimes=("fake-a", "fake-alone", "fake-b"),
+                                   img_size=(64, 64), throughput_batch=None, repeats=4, warmup=0, threads=1),
+                       progress=False, on_runtime_done=seen.append)
+    # One check call per prepared model, then the rounds: a and b alternate, the lone runtime comes after.
+    assert calls == ["fake-a", "fake-b"] + ["fake-a", "fake-b", "fake-b", "fake-a"] * 2 + ["fake-alone"] * 5
+    assert [[row.runtime for row in partial.rows] for partial in seen] == [["fake-a", "fake-b"]]
+    assert [row.runtime for row in result.rows] == ["fake-a", "fake-alone", "fake-b"]  # in the order asked for
+    assert all(row.median_ms is not None and row.error is None for row in result.rows)
+
+
 def test_a_failure_at_the_throughput_batch_keeps_the_latency(monkeypatch):
     def prepare(model, prep):
         def for_batch(batch):
@@ -172,13 +192,20 @@ def test_each_runtime_is_reported_at_every_thread_count_with_the_faster_marked()
         BenchConfig(threads=(0,))
 
 
-def test_isolated_runtimes_are_measured_in_a_subprocess():
+def test_isolated_runtimes_are_measured_in_a_subprocess(monkeypatch):
+    import subprocess
+
     import torch
 
+    children = []
+    real_run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: children.append(args) or real_run(*args, **kwargs))
     before = torch.get_num_threads()
-    result = run_bench(BenchConfig(models=("efficientformerv2_test",), runtimes=("torch-eager",), img_size=(64, 64),
-                                   throughput_batch=None, repeats=2, warmup=0, num_classes=10, threads=1,
-                                   isolate=True), progress=False)
-    (row,) = result.rows
-    assert row.error is None and row.median_ms > 0 and row.threads == 1
+    result = run_bench(BenchConfig(models=("efficientformerv2_test",), runtimes=("torch-eager", "torch-fused"),
+                                   img_size=(64, 64), throughput_batch=None, repeats=2, warmup=0, num_classes=10,
+                                   threads=1, isolate=True), progress=False)
+    eager, fused = result.rows
+    assert eager.error is None and eager.median_ms > 0 and eager.threads == 1 and fused.median_ms > 0
+    # The torch runtimes share one pool: one child times them together, so the speed-up compares one moment.
+    assert len(children) == 1 and fused.speedup_vs_eager == eager.median_ms / fused.median_ms
     assert torch.get_num_threads() == before  # the parent's threads are left as they were

@@ -5,8 +5,10 @@ every model is prepared (fused, exported, loaded through the runtime layer `expo
 then all of them are timed together with `time_interleaved`, once at the latency batch and once at
 the throughput batch, so machine noise hits the models of one runtime alike. Runtimes run one after
 the other, never interleaved: their thread pools would disturb each other (onnxruntime's workers keep
-spinning after a call). With `isolate` each (runtime, threads) runs in a fresh Python process of its own
-(bench/measure.py), so not even an idle pool or loaded library of another runtime is around.
+spinning after a call). The exception is the torch runtimes (eager, fused, compiled), which share one
+pool: they are timed in the same interleaved rounds, so `speedup_vs_eager` compares the same moments.
+With `isolate` each runtime (the torch ones together) and thread count runs in a fresh Python process
+of its own (bench/measure.py), so not even an idle pool or loaded library of another runtime is around.
 
 Parameters are counted twice. `params` is the model as built (BatchNorms and, for
 EfficientFormerV2, both the classifier and the distillation head; what `efficientformer info`
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from efficientformer.bench.measure import measure_isolated, measure_runtime
+from efficientformer.bench.measure import measure_isolated, measure_together, measurement_groups
 from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency_score
 from efficientformer.bench.runtimes import DEFAULT_RUNTIMES, RUNTIMES, unavailable, versions
 from efficientformer.bench.timing import Timing
@@ -273,8 +275,8 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
 
     Args:
         progress: progress bars for preparation and timing; None = only on a terminal.
-        on_runtime_done: called after each runtime with the result so far (the runtimes done), e.g. to
-            write partial reports during a long run.
+        on_runtime_done: called after each runtime (the torch runtimes: after all of them) with the
+            result so far (the runtimes done), e.g. to write partial reports during a long run.
     """
     thread_counts = config.thread_counts
     models = build_models(config)
@@ -297,17 +299,18 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
     with torch_threads(), tempfile.TemporaryDirectory(prefix="efficientformer-bench-") as tmp:
         workdir = Path(config.workdir) if config.workdir is not None else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        for index, runtime in enumerate(runtimes):
+        groups = measurement_groups(runtimes)
+        for index, group in enumerate(groups):
             for threads in thread_counts:
-                where = workdir / f"{runtime}_{threads}t"
+                where = workdir / f"{'_'.join(group)}_{threads}t"
                 if config.isolate:
-                    measured, failed = measure_isolated(runtime, config, threads, where, progress)
+                    measured, failed = measure_isolated(group, config, threads, where, progress)
                 else:
-                    measured, failed = measure_runtime(runtime, models, config, threads, where, progress)
-                timings.update({(runtime, threads, name, batch): t for (name, batch), t in measured.items()})
-                errors.update({(runtime, threads, name): message for name, message in failed.items()})
-            done.append(runtime)
-            if on_runtime_done is not None and index < len(runtimes) - 1:
+                    measured, failed = measure_together(group, models, config, threads, where, progress)
+                timings.update({(runtime, threads, name, batch): t for (runtime, name, batch), t in measured.items()})
+                errors.update({(runtime, threads, name): message for (runtime, name), message in failed.items()})
+            done.extend(group)
+            if on_runtime_done is not None and index < len(groups) - 1:
                 on_runtime_done(result(done))
     return result(runtimes)  # after the restore: the machine line names the caller's thread count
 

@@ -60,6 +60,8 @@ class Runtime:
         packages: distributions whose presence makes the runtime available, and whose versions
             are recorded with the results.
         modules: modules of this package it imports (exporters written separately; absent = unavailable).
+        group: runtimes of one group share a thread pool and are timed together, in the same interleaved
+            rounds (bench.measure.measurement_groups); "" = timed alone.
     """
 
     name: str
@@ -67,6 +69,7 @@ class Runtime:
     prepare: Callable[[nn.Module, Preparation], Callable[[int], TimedCall]]
     packages: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    group: str = ""
 
 
 def _images(batch: int, img_size: tuple[int, int]) -> torch.Tensor:
@@ -89,10 +92,11 @@ def _through_layer(runtime: str, channels_last: bool = False
 
 
 RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
-    Runtime("torch-eager", "the model as built, eval mode (unfused)", _through_layer("torch-eager")),
-    Runtime("torch-fused", "fuse(model, channels_last=True)", _through_layer("torch-fused", channels_last=True)),
+    Runtime("torch-eager", "the model as built, eval mode (unfused)", _through_layer("torch-eager"), group="torch"),
+    Runtime("torch-fused", "fuse(model, channels_last=True)", _through_layer("torch-fused", channels_last=True),
+            group="torch"),
     Runtime("torch-compile", "fused + torch.compile (inductor, freezing)",
-            _through_layer("torch-compile", channels_last=True)),
+            _through_layer("torch-compile", channels_last=True), group="torch"),
     Runtime("onnxruntime", "fused -> ONNX (opset 20, exact rewrites), onnxruntime CPU", _through_layer("onnxruntime"),
             packages=("onnxruntime", "onnx", "onnxscript"), modules=("efficientformer.export.onnx",)),
     Runtime("executorch", "fused -> ExecuTorch .pte (one XNNPACK delegate), static batch",
