@@ -41,6 +41,12 @@ def _check_files(out, runtimes):
     mnv2 = [r for r in rows if r["model"] == "mobilenetv2_100"]
     assert all(float(r["mes_vs_reference"]) == pytest.approx(100.0) for r in mnv2)
     assert all(float(r["speedup_vs_eager"]) == pytest.approx(1.0) for r in rows if r["runtime"] == "torch-eager")
+    # Parity with unfused eager on the parity images (all at once): eager one image at a time differs only
+    # by float rounding, every exact runtime by less than 1e-4.
+    for row in rows:
+        assert float(row["top1_agreement"]) == 1.0
+        bound = 1e-6 if row["runtime"] == "torch-eager" else 1e-4
+        assert float(row["max_abs_diff"]) <= bound and float(row["relative_error"]) < 1e-5, row
     # The tiny variant has 44,652 parameters with 10 classes, 724 of them in the head (BN(32) and two
     # Linear(32, 10); tests/models/test_summary.py); at 1000 classes the head is 64 + 2 * 33,000.
     assert rows[0]["params"] == str(44_652 - 724 + 64 + 2 * 33_000) and mnv2[0]["params"] == "3504872"
@@ -68,6 +74,24 @@ def test_cli_bench_with_onnxruntime(tmp_path):
     assert code == 0
     rows = _check_files(out, ("torch-eager", "torch-fused", "onnxruntime"))
     assert {r["throughput_batch"] for r in rows} == {"16"}
+
+
+def test_the_approximate_path_reports_its_distance_from_exact_eager():
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'efficientformer[onnx]')")
+    runtimes = ("torch-eager", "torch-fused", "onnxruntime")
+    settings = dict(models=("efficientformerv2_test",), runtimes=runtimes, img_size=(64, 64), throughput_batch=None,
+                    repeats=1, warmup=0, threads=1, num_classes=10)
+    exact = {row.runtime: row for row in run_bench(BenchConfig(**settings), progress=False).rows}
+    approximate = {row.runtime: row for row in run_bench(BenchConfig(**settings, approximate=("gelu-tanh",)),
+                                                         progress=False).rows}
+    # torch-eager is never approximated.
+    assert exact["torch-eager"].max_abs_diff < 1e-6 and approximate["torch-eager"].max_abs_diff < 1e-6
+    for runtime in ("torch-fused", "onnxruntime"):
+        # tanh GELU moves the logits by far more than the exact graphs' float rounding (relative errors of
+        # about 3e-7 exact and 7e-5 with tanh here), and by little.
+        assert 20 * exact[runtime].relative_error < approximate[runtime].relative_error < 1e-2, runtime
+        assert 20 * exact[runtime].max_abs_diff < approximate[runtime].max_abs_diff, runtime
+        assert approximate[runtime].top1_agreement is not None and approximate[runtime].error is None
 
 
 def test_mes_uses_deployed_params_and_reference_latency():

@@ -135,6 +135,11 @@ def test_parity_pieces():
     assert not nan.passed
     flipped = compare_outputs(reference, np.array([[1.0, 0.0], [2.0, 0.0]]), atol=1.5, format="onnx", runtime="x")
     assert flipped.passed and flipped.top1_agreement == 0.5 and flipped.max_abs_diff == 1.0
+    # Relative error: the worst image's ||diff|| / ||reference||: sqrt(2) / 1 for the first, 0 for the second.
+    assert flipped.relative_error == pytest.approx(np.sqrt(2.0))
+    scaled = compare_outputs(1e-6 * reference, 1e-6 * np.array([[0.0, 1.1], [2.0, 0.0]]), atol=0, format="onnx",
+                             runtime="x")
+    assert scaled.relative_error == pytest.approx(0.1) and scaled.max_abs_diff == pytest.approx(1e-7)
     with pytest.raises(MissingDependencyError, match=r"pip install 'efficientformer\[onnx\]'"):
         require("no_such_runtime_module", "onnx")
 

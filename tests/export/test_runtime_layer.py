@@ -41,6 +41,13 @@ def test_a_network_and_a_stride_attention_block_match_eager(runtime, tmp_path):
             expected = module(example).numpy()
         call = prepare(module, example, runtime, threads=1, workdir=tmp_path / runtime, name=type(module).__name__)
         assert np.abs(_array(call()) - expected).max() < 1e-4, (runtime, type(module).__name__)
+        # Other inputs of the same shape run through the same prepared file (bench's parity check does this).
+        other = torch.randn_like(example)
+        with torch.no_grad():
+            expected_other = module(other).numpy()
+        ran = call.run(other)
+        assert ran.dtype == np.float32 and np.abs(ran - expected_other).max() < 1e-4, (runtime, type(module).__name__)
+        assert np.abs(_array(call()) - expected).max() < 1e-4  # the timed call still runs the bound example
 
 
 def test_files_are_kept_only_with_a_workdir(tmp_path):

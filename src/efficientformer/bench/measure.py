@@ -5,6 +5,10 @@ being timed, so no other runtime's thread pool (onnxruntime's spinning workers, 
 OpenVINO's pools, torch's OpenMP team) or allocator shares the cores with it. The torch runtimes
 (eager, fused, compiled) share one pool anyway and are timed together, in the same interleaved
 rounds (`measurement_groups`), so that their speed-ups over eager compare the same moments.
+
+Parity: each model's latency-batch callable is also run on the parity images (export/parity.py: the
+sample photo and synthetic pictures, preprocessed) and its logits compared with the unfused eager
+model's, so every row says how far that runtime's graph (with any opt-in approximation) is from eager.
 """
 
 from __future__ import annotations
@@ -13,26 +17,72 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import torch
+
 from efficientformer.bench.runtimes import RUNTIMES, Preparation, TimedCall, set_threads
 from efficientformer.bench.timing import Timing, time_interleaved
+from efficientformer.export.parity import ParityReport, compare_outputs, eager_outputs, eval_crop_pct, parity_images
 from efficientformer.utils.progress import progress_bar
 
 if TYPE_CHECKING:
     from efficientformer.bench.run import BenchConfig, BenchModel
 
 
+# Parity images per model: the sample photo and this many synthetic pictures.
+PARITY_SYNTHETIC = 7
+# The tolerance the exact graphs are held to in the tests (a report's `passed`; bench flags nothing).
+PARITY_ATOL = 1e-4
+
+
+@dataclass(frozen=True)
+class GroupMeasurement:
+    """What measuring some runtimes at one thread count gives, keyed by runtime and model name.
+
+    Attributes:
+        timings: (runtime, model, batch) -> Timing.
+        errors: (runtime, model) -> why it failed to prepare, to run once, or to run the parity images.
+        parity: (runtime, model) -> the latency-batch callable's logits against unfused eager's.
+    """
+
+    timings: dict[tuple[str, str, int], Timing] = field(default_factory=dict)
+    errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    parity: dict[tuple[str, str], ParityReport] = field(default_factory=dict)
+
+
+def _reference(model: BenchModel, config: BenchConfig) -> tuple[torch.Tensor, np.ndarray]:
+    """The parity images at the bench's size and unfused eager's logits on them."""
+    images = parity_images(config.img_size, PARITY_SYNTHETIC, crop_pct=eval_crop_pct(model.module))
+    return images, eager_outputs(model.module, images)
+
+
+def _parity(call: TimedCall, reference: tuple[torch.Tensor, np.ndarray], batch: int) -> ParityReport | None:
+    """`call`'s logits against eager's on the parity images, run `batch` at a time (the file's static shape);
+    None when the callable cannot run other inputs (it is not one of the runtime layer's)."""
+    run = getattr(call, "run", None)
+    if run is None:
+        return None
+    images, expected = reference
+    count = len(images)
+    padded = images[torch.arange(-(-count // batch) * batch) % count]  # whole batches: the first images again
+    outputs = np.concatenate([run(padded[start:start + batch]) for start in range(0, len(padded), batch)])
+    return compare_outputs(expected, outputs[:count], atol=PARITY_ATOL, format="logits", runtime="")
+
+
 def _prepare(runtimes: Sequence[str], models: list[BenchModel], config: BenchConfig, threads: int, workdir: Path,
-             progress: bool | None) -> tuple[dict[int, dict[str, TimedCall]], dict[tuple[str, str], str]]:
-    """Timed callables per batch, keyed "runtime/model", and the errors of those that failed to prepare or to
-    run once, keyed (runtime, model).
+             progress: bool | None, parity: bool) -> tuple[dict[int, dict[str, TimedCall]], GroupMeasurement]:
+    """Timed callables per batch, keyed "runtime/model", and a GroupMeasurement with the errors of those that
+    failed and (with `parity`) the parity of each latency-batch callable.
 
     A failure at one batch (e.g. the throughput batch) leaves the model's other batches measured.
     """
     calls: dict[int, dict[str, TimedCall]] = {batch: {} for batch in config.batches}
-    errors: dict[tuple[str, str], str] = {}
+    found = GroupMeasurement()
+    references = {model.name: _reference(model, config) for model in models} if parity else {}
     plural = "s" if threads > 1 else ""
     with progress_bar(disable=None if progress is None else not progress) as bar:
         task = bar.add_task(f"prepare {', '.join(runtimes)} ({threads} thread{plural})",
@@ -43,23 +93,31 @@ def _prepare(runtimes: Sequence[str], models: list[BenchModel], config: BenchCon
                     loader = RUNTIMES[runtime].prepare(
                         model.module, Preparation(model.name, config.img_size, threads, workdir, config.approximate))
                 except Exception as error:  # any runtime's export/load error: report it and bench the others
-                    errors[runtime, model.name] = f"{type(error).__name__}: {error}"
+                    found.errors[runtime, model.name] = f"{type(error).__name__}: {error}"
                     bar.advance(task)
                     continue
                 for batch in config.batches:
+                    where = f"batch {batch}: " if len(config.batches) > 1 else ""
                     try:
                         call = loader(batch)
                         call()  # fail here, not in the middle of the interleaved rounds
-                        calls[batch][f"{runtime}/{model.name}"] = call
                     except Exception as error:
-                        where = f"batch {batch}: " if len(config.batches) > 1 else ""
-                        errors[runtime, model.name] = f"{where}{type(error).__name__}: {error}"
+                        found.errors[runtime, model.name] = f"{where}{type(error).__name__}: {error}"
+                        continue
+                    calls[batch][f"{runtime}/{model.name}"] = call
+                    if parity and batch == config.batch:
+                        try:
+                            report = _parity(call, references[model.name], batch)
+                        except Exception as error:  # timed all the same; the row says why parity is missing
+                            found.errors[runtime, model.name] = f"parity: {type(error).__name__}: {error}"
+                            continue
+                        if report is not None:
+                            found.parity[runtime, model.name] = report
                 bar.advance(task)
-    return calls, errors
+    return calls, found
 
 
 Measured = tuple[dict[tuple[str, int], Timing], dict[str, str]]
-MeasuredGroup = tuple[dict[tuple[str, str, int], Timing], dict[tuple[str, str], str]]
 
 
 def measurement_groups(runtimes: Sequence[str]) -> list[tuple[str, ...]]:
@@ -76,16 +134,12 @@ def measurement_groups(runtimes: Sequence[str]) -> list[tuple[str, ...]]:
 
 
 def measure_together(runtimes: Sequence[str], models: list[BenchModel], config: BenchConfig, threads: int,
-                     workdir: Path, progress: bool | None = None) -> MeasuredGroup:
-    """Prepare every model on each of `runtimes` at one thread count, in this process, and time all of
-    them in the same interleaved rounds.
-
-    Returns ({(runtime, model name, batch): Timing}, {(runtime, model name): error}).
-    """
+                     workdir: Path, progress: bool | None = None, *, parity: bool = True) -> GroupMeasurement:
+    """Prepare every model on each of `runtimes` at one thread count, in this process, check its logits
+    against unfused eager's (with `parity`), and time all of them in the same interleaved rounds."""
     set_threads(threads)
     runtimes = tuple(runtimes)
-    calls, errors = _prepare(runtimes, models, config, threads, workdir, progress)
-    timings: dict[tuple[str, str, int], Timing] = {}
+    calls, found = _prepare(runtimes, models, config, threads, workdir, progress, parity)
     for batch in config.batches:
         if calls[batch]:
             measured = time_interleaved(calls[batch], warmup=config.warmup, repeats=config.repeats_for(batch),
@@ -93,23 +147,23 @@ def measure_together(runtimes: Sequence[str], models: list[BenchModel], config: 
                                         description=f"{', '.join(runtimes)} {threads}t batch {batch}")
             for key, timing in measured.items():
                 runtime, name = key.split("/", 1)
-                timings[runtime, name, batch] = Timing(name, timing.times_ms)
-    return timings, errors
+                found.timings[runtime, name, batch] = Timing(name, timing.times_ms)
+    return found
 
 
 def measure_runtime(runtime: str, models: list[BenchModel], config: BenchConfig, threads: int, workdir: Path,
                     progress: bool | None = None) -> Measured:
     """Prepare and time every model on one runtime at one thread count, in this process.
 
-    Returns ({(model name, batch): Timing}, {model name: error}).
+    Returns ({(model name, batch): Timing}, {model name: error}); no parity check.
     """
-    timings, errors = measure_together((runtime,), models, config, threads, workdir, progress)
-    return ({(name, batch): timing for (_, name, batch), timing in timings.items()},
-            {name: message for (_, name), message in errors.items()})
+    found = measure_together((runtime,), models, config, threads, workdir, progress, parity=False)
+    return ({(name, batch): timing for (_, name, batch), timing in found.timings.items()},
+            {name: message for (_, name), message in found.errors.items()})
 
 
 def measure_isolated(runtimes: Sequence[str], config: BenchConfig, threads: int, workdir: Path,
-                     progress: bool | None) -> MeasuredGroup:
+                     progress: bool | None) -> GroupMeasurement:
     """`measure_together` in a fresh Python process: nothing of the other runtimes is loaded there.
 
     The arguments and the result travel as pickles of our own objects through files in `workdir`
@@ -136,4 +190,5 @@ def _child(request: str, reply: str) -> None:
     Path(reply).write_bytes(pickle.dumps(measured))
 
 
-__all__ = ["Measured", "MeasuredGroup", "measure_isolated", "measure_runtime", "measure_together", "measurement_groups"]
+__all__ = ["PARITY_ATOL", "PARITY_SYNTHETIC", "GroupMeasurement", "Measured", "measure_isolated", "measure_runtime",
+           "measure_together", "measurement_groups"]

@@ -26,15 +26,24 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _difference(row: BenchRow) -> tuple[str, str]:
+    """The parity cells: the logits' relative error against unfused eager, and top-1 agreement."""
+    if row.relative_error is None or row.top1_agreement is None:
+        return "-", "-"
+    return f"{row.relative_error:.1e}", f"{row.top1_agreement:.0%}"
+
+
 def bench_table(result: BenchResult) -> Table:
-    """One row per model, runtime and thread count (* marks the faster count): sizes, latency, throughput, MES."""
+    """One row per model, runtime and thread count (* marks the faster count): sizes, latency, throughput, MES,
+    and the logits' distance from unfused eager (relative error, top-1 agreement on the parity images)."""
     config = result.config
     table = Table(title=f"{result.machine}\nimage {'x'.join(map(str, config.img_size))}, median of "
                         f"{config.repeats} interleaved runs after {config.warmup} warm-up",
                   title_justify="left")
     ref_label = next((row.label for row in result.rows if row.model == result.reference), "-")
     for header in ("runtime", "threads", "model", "params M", "fused M", "GMACs", f"b{config.batch} ms", "p90 ms",
-                   f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {ref_label}"):
+                   f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {ref_label}", "err vs eager",
+                   "top-1 = eager"):
         table.add_column(header, justify="left" if header in ("runtime", "model") else "right",
                          no_wrap=header in ("runtime", "model"))
     previous = None
@@ -46,13 +55,14 @@ def bench_table(result: BenchResult) -> Table:
         if row.median_ms is None:
             table.add_row(row.runtime, threads, row.label, f"{row.params / 1e6:.2f}",
                           f"{row.params_deployed / 1e6:.2f}", f"{row.macs / 1e9:.3f}",
-                          f"[red]{escape(row.error[:60])}[/]", *("",) * 5)
+                          f"[red]{escape(row.error[:60])}[/]", *("",) * 7)
             continue
+        difference = _difference(row) if row.error is None else (f"[red]{escape(row.error[:40])}[/]", "")
         table.add_row(row.runtime, threads, row.label, f"{row.params / 1e6:.2f}",
                       f"{row.params_deployed / 1e6:.2f}", f"{row.macs / 1e9:.3f}", _number(row.median_ms),
                       _number(row.p90_ms),
                       _number(row.images_per_s, 1), _number(row.speedup_vs_eager), _number(row.mes, 1),
-                      _number(row.mes_vs_reference, 1))
+                      _number(row.mes_vs_reference, 1), *difference)
     return table
 
 
@@ -60,7 +70,8 @@ def markdown_table(result: BenchResult) -> str:
     """The same table as GitHub markdown (for the README)."""
     config = result.config
     header = ["runtime", "threads", "model", "params (M)", "deployed (M)", "GMACs", f"b{config.batch} ms (p90)",
-              f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {result.reference or '-'}"]
+              f"b{config.batches[-1]} img/s", "x eager", "MES", f"MES vs {result.reference or '-'}",
+              "relative error vs eager", "top-1 = eager"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows:
         latency = (f"{row.median_ms:.2f} ({row.p90_ms:.2f})" if row.median_ms is not None
@@ -68,7 +79,7 @@ def markdown_table(result: BenchResult) -> str:
         cells = [row.runtime, f"{row.threads}" + (" (faster)" if row.fastest_threads else ""), row.model,
                  f"{row.params / 1e6:.2f}", f"{row.params_deployed / 1e6:.2f}",
                  f"{row.macs / 1e9:.3f}", latency, _number(row.images_per_s, 1), _number(row.speedup_vs_eager),
-                 _number(row.mes, 1), _number(row.mes_vs_reference, 1)]
+                 _number(row.mes, 1), _number(row.mes_vs_reference, 1), *_difference(row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -36,6 +36,7 @@ from efficientformer.bench.mes import PAPER_MES, MESConstants, mobile_efficiency
 from efficientformer.bench.runtimes import DEFAULT_RUNTIMES, RUNTIMES, unavailable, versions
 from efficientformer.bench.timing import Timing
 from efficientformer.errors import ConfigError, UnknownNameError
+from efficientformer.export.parity import ParityReport
 from efficientformer.factory import build_model, resolve_spec
 from efficientformer.models.fuse import APPROXIMATIONS, fuse
 from efficientformer.models.mobilenetv2 import MOBILENETV2_CONFIGS, MobileNetV2Config
@@ -157,7 +158,9 @@ class BenchModel:
 class BenchRow:
     """One model on one runtime at one thread count. Latency at `batch`, throughput at `throughput_batch`;
     `fastest_threads` marks the thread count with the lowest latency of this model and runtime (None
-    when only one was measured); `error` when it failed."""
+    when only one was measured); `max_abs_diff`, `relative_error` (export.parity.ParityReport) and
+    `top1_agreement` compare the runtime's logits with the unfused eager model's on the parity images
+    (bench/measure.py); `error` when something failed."""
 
     model: str
     label: str
@@ -180,6 +183,9 @@ class BenchRow:
     mes: float | None = None
     mes_vs_reference: float | None = None
     fastest_threads: bool | None = None
+    max_abs_diff: float | None = None
+    relative_error: float | None = None
+    top1_agreement: float | None = None
     error: str | None = None
 
 
@@ -285,10 +291,11 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
     reference = reference if any(model.name == reference for model in models) else None
     timings: dict[tuple[str, int, str, int], Timing] = {}
     errors: dict[tuple[str, int, str], str] = {}
+    parity: dict[tuple[str, int, str], ParityReport] = {}
     done: list[str] = []
 
     def result(finished: list[str]) -> BenchResult:
-        rows = _rows(config, models, finished, timings, errors, reference)
+        rows = _rows(config, models, finished, timings, errors, parity, reference)
         raw = {f"{runtime}/{threads}t/{name}/b{batch}": timing.to_dict()
                for (runtime, threads, name, batch), timing in timings.items()}
         return BenchResult(config=config, rows=tuple(rows), skipped=skipped, machine=machine_line(),
@@ -303,12 +310,12 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
         for index, group in enumerate(groups):
             for threads in thread_counts:
                 where = workdir / f"{'_'.join(group)}_{threads}t"
-                if config.isolate:
-                    measured, failed = measure_isolated(group, config, threads, where, progress)
-                else:
-                    measured, failed = measure_together(group, models, config, threads, where, progress)
-                timings.update({(runtime, threads, name, batch): t for (runtime, name, batch), t in measured.items()})
-                errors.update({(runtime, threads, name): message for (runtime, name), message in failed.items()})
+                found = (measure_isolated(group, config, threads, where, progress) if config.isolate
+                         else measure_together(group, models, config, threads, where, progress))
+                timings.update({(runtime, threads, name, batch): timing
+                                for (runtime, name, batch), timing in found.timings.items()})
+                errors.update({(runtime, threads, name): message for (runtime, name), message in found.errors.items()})
+                parity.update({(runtime, threads, name): report for (runtime, name), report in found.parity.items()})
             done.extend(group)
             if on_runtime_done is not None and index < len(groups) - 1:
                 on_runtime_done(result(done))
@@ -317,7 +324,7 @@ def run_bench(config: BenchConfig = BenchConfig(), *, progress: bool | None = No
 
 def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],
           timings: dict[tuple[str, int, str, int], Timing], errors: dict[tuple[str, int, str], str],
-          reference: str | None) -> list[BenchRow]:
+          parity: dict[tuple[str, int, str], ParityReport], reference: str | None) -> list[BenchRow]:
     by_name = {model.name: model for model in models}
     size = "x".join(map(str, config.img_size))
     counts = config.thread_counts
@@ -339,6 +346,7 @@ def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],
                 throughput = timings.get((runtime, threads, model.name, throughput_batch))
                 eager = timings.get((EAGER, threads, model.name, config.batch))
                 measured = [t.median_ms for n in counts if (t := timings.get((runtime, n, model.name, config.batch)))]
+                report = parity.get((runtime, threads, model.name))
                 rows.append(BenchRow(
                     **base, median_ms=latency.median_ms, p90_ms=latency.p90_ms, mean_ms=latency.mean_ms,
                     min_ms=latency.min_ms, throughput_batch=throughput_batch,
@@ -349,7 +357,10 @@ def _rows(config: BenchConfig, models: list[BenchModel], runtimes: list[str],
                     mes=mobile_efficiency_score(model.params_deployed, latency.median_ms, config.mes),
                     mes_vs_reference=(mobile_efficiency_score(model.params_deployed, latency.median_ms, relative)
                                       if relative is not None else None),
-                    fastest_threads=latency.median_ms == min(measured) if len(measured) > 1 else None))
+                    fastest_threads=latency.median_ms == min(measured) if len(measured) > 1 else None,
+                    max_abs_diff=report.max_abs_diff if report else None,
+                    relative_error=report.relative_error if report else None,
+                    top1_agreement=report.top1_agreement if report else None))
     return rows
 
 

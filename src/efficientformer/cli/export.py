@@ -96,11 +96,12 @@ def _parity_table(report: ParityReport) -> Table:
     table.add_column("images", justify="right")
     table.add_column("max abs diff", justify="right")
     table.add_column("mean abs diff", justify="right")
+    table.add_column("relative error", justify="right")
     table.add_column("top-1 agreement", justify="right")
     table.add_column("atol", justify="right")
     table.add_column("result")
     table.add_row(str(report.num_images), f"{report.max_abs_diff:.3g}", f"{report.mean_abs_diff:.3g}",
-                  f"{report.top1_agreement:.0%}", f"{report.atol:g}",
+                  f"{report.relative_error:.3g}", f"{report.top1_agreement:.0%}", f"{report.atol:g}",
                   "[green]ok[/]" if report.passed else "[red]FAIL[/]")
     return table
 

@@ -51,6 +51,8 @@ class ParityReport:
         mean_abs_diff: mean absolute difference.
         top1_agreement: fraction of images whose arg-max class is the same in both.
         atol: the tolerance on `max_abs_diff`.
+        relative_error: largest ||output - eager||_2 / ||eager||_2 of an image's outputs (scale-free, so
+            comparable between models whose logits are large or, freshly initialised, tiny).
     """
 
     format: str
@@ -60,6 +62,7 @@ class ParityReport:
     mean_abs_diff: float
     top1_agreement: float
     atol: float
+    relative_error: float
 
     @property
     def passed(self) -> bool:
@@ -130,9 +133,15 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, *, atol: float
     if diff.size and not np.isfinite(candidate).all():
         max_diff = float("nan")
     same_top1 = reference.argmax(axis=-1) == candidate.argmax(axis=-1)  # (N,)
+    relative = np.zeros(0)
+    if reference.size:
+        flat = (len(reference), -1)
+        relative = (np.linalg.norm((candidate - reference).reshape(flat), axis=-1)
+                    / np.maximum(np.linalg.norm(reference.reshape(flat), axis=-1), 1e-30))  # (N,)
     return ParityReport(format=format, runtime=runtime, num_images=len(reference), max_abs_diff=max_diff,
                         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
-                        top1_agreement=float(same_top1.mean()) if same_top1.size else 1.0, atol=atol)
+                        top1_agreement=float(same_top1.mean()) if same_top1.size else 1.0, atol=atol,
+                        relative_error=float(relative.max()) if relative.size else 0.0)
 
 
 def eager_outputs(model: nn.Module, images: torch.Tensor) -> np.ndarray:
@@ -171,7 +180,7 @@ def check_parity(model: nn.Module, run: Callable[[np.ndarray], np.ndarray], imag
         raise ValueError(f"{len(batch)} parity images do not split into batches of {step}")
     candidate = np.concatenate([np.asarray(run(batch[start:start + step])) for start in range(0, len(batch), step)])
     if candidate.shape != reference.shape:
-        report = ParityReport(format, runtime, len(batch), float("nan"), float("nan"), 0.0, atol)
+        report = ParityReport(format, runtime, len(batch), float("nan"), float("nan"), 0.0, atol, float("nan"))
         raise ParityError(report, path, detail=f"output shape {candidate.shape} on {runtime}, "
                                                f"{reference.shape} in eager PyTorch")
     report = compare_outputs(reference, candidate, atol=atol, format=format, runtime=runtime)

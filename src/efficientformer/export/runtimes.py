@@ -38,17 +38,59 @@ RUNTIMES = ("torch-eager", "torch-fused", "torch-compile", "onnxruntime", "execu
 EXPORTED = ("onnxruntime", "executorch", "openvino")
 
 
-def torch_call(module: nn.Module, example: torch.Tensor) -> TimedCall:
-    """A timed callable running `module(example)` without autograd."""
+def first_array(output: object) -> np.ndarray:
+    """The first output of a runtime (a tensor, an array, or a list or tuple of them) as a float32 array of its own
+    (a copy: runtimes may reuse their output buffers on the next call)."""
+    while isinstance(output, (list, tuple)):
+        output = output[0]
+    if isinstance(output, torch.Tensor):
+        output = output.detach().float().cpu().numpy()
+    return np.array(output, dtype=np.float32)
+
+
+class RuntimeCall:
+    """A model prepared on a runtime for one input shape.
+
+    Calling it with no argument runs the bound example once (what is timed; the output is returned
+    as the runtime gives it). `run(inputs)` runs other inputs of the same shape and returns the first
+    output as a float32 array, e.g. to compare the runtime's logits with eager PyTorch's.
+    """
+
+    __slots__ = ("_bound", "_run")
+
+    def __init__(self, run: Callable[[torch.Tensor], object], bound: TimedCall) -> None:
+        self._run = run
+        self._bound = bound
+
+    def __call__(self) -> object:
+        return self._bound()
+
+    def run(self, inputs: torch.Tensor) -> np.ndarray:
+        return first_array(self._run(inputs))
+
+
+def torch_call(module: nn.Module, example: torch.Tensor, *, channels_last: bool = False) -> RuntimeCall:
+    """`module(example)` without autograd; with `channels_last`, inputs are passed in channels-last memory."""
+    def run(inputs: torch.Tensor) -> object:
+        if channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return module(inputs)
+
+    example = example.contiguous(memory_format=torch.channels_last) if channels_last else example
+
     def call() -> object:
         with torch.inference_mode():
             return module(example)
-    return call
+    return RuntimeCall(run, call)
 
 
-def _array_call(run: Callable[[np.ndarray], object], example: torch.Tensor) -> TimedCall:
-    array = np.ascontiguousarray(example.detach().cpu().numpy(), dtype=np.float32)
-    return lambda: run(array)
+def _array_call(run: Callable[[np.ndarray], object], example: torch.Tensor) -> RuntimeCall:
+    def as_array(inputs: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(inputs.detach().cpu().numpy(), dtype=np.float32)
+
+    array = as_array(example)
+    return RuntimeCall(lambda inputs: run(as_array(inputs)), lambda: run(array))
 
 
 def _lower_onnx(fused: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -113,7 +155,7 @@ def lower(module: nn.Module, example: torch.Tensor, runtime: str, directory: str
     return path
 
 
-def load(path: str | Path, runtime: str, example: torch.Tensor, *, threads: int | None = None) -> TimedCall:
+def load(path: str | Path, runtime: str, example: torch.Tensor, *, threads: int | None = None) -> RuntimeCall:
     """The second half of `prepare`: a callable running the file `lower` wrote on `example` once."""
     if runtime not in EXPORTED:
         raise UnknownNameError(f"runtime {runtime!r} loads no file; those that do: {', '.join(EXPORTED)}")
@@ -122,8 +164,9 @@ def load(path: str | Path, runtime: str, example: torch.Tensor, *, threads: int 
 
 def prepare(module: nn.Module, example: torch.Tensor, runtime: str, *, threads: int | None = None,
             workdir: str | Path | None = None, name: str = "module", channels_last: bool = False,
-            approximate: tuple[str, ...] = ()) -> TimedCall:
-    """A zero-argument callable running `module` on `example` once on `runtime` (see the module table).
+            approximate: tuple[str, ...] = ()) -> RuntimeCall:
+    """A zero-argument callable running `module` on `example` once on `runtime` (see the module table);
+    its `run(inputs)` runs other inputs of the example's shape.
 
     Args:
         module: an eval-mode module whose parts expose `.fuse()` where they fold (any module works).
@@ -139,7 +182,7 @@ def prepare(module: nn.Module, example: torch.Tensor, runtime: str, *, threads: 
         return torch_call(module.eval(), example)
     if runtime in ("torch-fused", "torch-compile"):
         fused = fuse(module, channels_last=channels_last, compile=runtime == "torch-compile", approximate=approximate)
-        return torch_call(fused, example.contiguous(memory_format=torch.channels_last) if channels_last else example)
+        return torch_call(fused, example, channels_last=channels_last)
     if workdir is not None:
         return load(lower(module, example, runtime, workdir, name=name, approximate=approximate), runtime, example,
                     threads=threads)
@@ -148,4 +191,4 @@ def prepare(module: nn.Module, example: torch.Tensor, runtime: str, *, threads: 
         return load(path, runtime, example, threads=threads)  # the runtime holds the model: the file may go
 
 
-__all__ = ["EXPORTED", "RUNTIMES", "TimedCall", "load", "lower", "prepare", "torch_call"]
+__all__ = ["EXPORTED", "RUNTIMES", "RuntimeCall", "TimedCall", "first_array", "load", "lower", "prepare", "torch_call"]
