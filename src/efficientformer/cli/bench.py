@@ -16,7 +16,7 @@ from efficientformer.cli.info import image_size
 from efficientformer.models.fuse import APPROXIMATIONS
 
 HELP = ("Time models on runtimes (torch, onnxruntime, executorch, openvino): params, MACs, latency, "
-        "throughput, MES vs MobileNetV2; writes bench.csv/json/png.")
+        "throughput, MES vs MobileNetV2, logit error vs eager; writes bench.csv/json/png.")
 
 
 def comma_list(text: str) -> tuple[str, ...]:
