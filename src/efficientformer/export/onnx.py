@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn
@@ -167,12 +168,8 @@ def _reused_registry() -> Iterator[None]:
             _REGISTRIES[key] = build(*args, **kwargs)
         return _REGISTRIES[key]
 
-    original = registry_class.__dict__["from_torchlib"]
-    registry_class.from_torchlib = classmethod(reused)
-    try:
+    with mock.patch.object(registry_class, "from_torchlib", classmethod(reused)):
         yield
-    finally:
-        registry_class.from_torchlib = original
 
 
 def onnxruntime_session(path: str | os.PathLike, num_threads: int | None = None, spinning: bool = False) -> Any:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -168,15 +169,11 @@ def _no_telemetry() -> Iterator[None]:
     except ImportError:
         yield
         return
-    original = TelemetrySender.__dict__.get("send")
-    if original is None:
+    if "send" not in TelemetrySender.__dict__:
         yield
         return
-    TelemetrySender.send = lambda self, backend, message: None
-    try:
+    with mock.patch.object(TelemetrySender, "send", lambda self, backend, message: None):
         yield
-    finally:
-        TelemetrySender.send = original
 
 
 def convert_program(fused: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = False,
