@@ -82,7 +82,6 @@ def _prepare(runtimes: Sequence[str], models: list[BenchModel], config: BenchCon
     """
     calls: dict[int, dict[str, TimedCall]] = {batch: {} for batch in config.batches}
     found = GroupMeasurement()
-    references = {model.name: _reference(model, config) for model in models} if parity else {}
     plural = "s" if threads > 1 else ""
     with progress_bar(disable=None if progress is None else not progress) as bar:
         task = bar.add_task(f"prepare {', '.join(runtimes)} ({threads} thread{plural})",
@@ -105,15 +104,18 @@ def _prepare(runtimes: Sequence[str], models: list[BenchModel], config: BenchCon
                         found.errors[runtime, model.name] = f"{where}{type(error).__name__}: {error}"
                         continue
                     calls[batch][f"{runtime}/{model.name}"] = call
-                    if parity and batch == config.batch:
-                        try:
-                            report = _parity(call, references[model.name], batch)
-                        except Exception as error:  # timed all the same; the row says why parity is missing
-                            found.errors[runtime, model.name] = f"parity: {type(error).__name__}: {error}"
-                            continue
-                        if report is not None:
-                            found.parity[runtime, model.name] = report
                 bar.advance(task)
+    if parity:
+        references = {model.name: _reference(model, config) for model in models}
+        for key, call in calls[config.batch].items():
+            runtime, name = key.split("/", 1)
+            try:
+                report = _parity(call, references[name], config.batch)
+            except Exception as error:  # timed all the same; the row says why parity is missing
+                found.errors[runtime, name] = f"parity: {type(error).__name__}: {error}"
+                continue
+            if report is not None:
+                found.parity[runtime, name] = report
     return calls, found
 
 

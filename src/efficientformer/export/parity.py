@@ -129,19 +129,19 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, *, atol: float
         raise ValueError(f"output shapes differ: {candidate.shape} from {runtime}, "
                          f"{reference.shape} from eager PyTorch")
     diff = np.abs(reference - candidate)
-    max_diff = float(diff.max()) if diff.size else 0.0
-    if diff.size and not np.isfinite(candidate).all():
-        max_diff = float("nan")
-    same_top1 = reference.argmax(axis=-1) == candidate.argmax(axis=-1)  # (N,)
-    relative = np.zeros(0)
-    if reference.size:
+    max_diff, relative = 0.0, 0.0
+    if diff.size:
         flat = (len(reference), -1)
-        relative = (np.linalg.norm((candidate - reference).reshape(flat), axis=-1)
-                    / np.maximum(np.linalg.norm(reference.reshape(flat), axis=-1), 1e-30))  # (N,)
+        per_image = (np.linalg.norm(diff.reshape(flat), axis=-1)
+                     / np.maximum(np.linalg.norm(reference.reshape(flat), axis=-1), 1e-12))  # (N,)
+        max_diff, relative = float(diff.max()), float(per_image.max())
+        if not np.isfinite(candidate).all():
+            max_diff = relative = float("nan")
+    same_top1 = reference.argmax(axis=-1) == candidate.argmax(axis=-1)  # (N,)
     return ParityReport(format=format, runtime=runtime, num_images=len(reference), max_abs_diff=max_diff,
                         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
                         top1_agreement=float(same_top1.mean()) if same_top1.size else 1.0, atol=atol,
-                        relative_error=float(relative.max()) if relative.size else 0.0)
+                        relative_error=relative)
 
 
 def eager_outputs(model: nn.Module, images: torch.Tensor) -> np.ndarray:

@@ -183,11 +183,8 @@ def compare_int8(reference: np.ndarray, candidate: np.ndarray, *, runtime: str, 
     ref_norm = np.linalg.norm(reference, axis=-1)  # (N,)
     cand_norm = np.linalg.norm(candidate, axis=-1)  # (N,)
     cosine = (reference * candidate).sum(-1) / np.maximum(ref_norm * cand_norm, 1e-12)  # (N,)
-    fields = dataclasses.asdict(base)
     finite = np.isfinite(candidate).all()
-    if not finite:
-        fields["relative_error"] = float("nan")
-    return Int8Report(**fields, cosine_similarity=float(cosine.min()) if finite else float("nan"),
+    return Int8Report(**dataclasses.asdict(base), cosine_similarity=float(cosine.min()) if finite else float("nan"),
                       min_top1=min_top1, max_relative_error=max_relative_error)
 
 
